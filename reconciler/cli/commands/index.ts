@@ -1,0 +1,4 @@
+// Every `clgo` subcommand registers itself here: one module per command (or command group).
+import type { RegisterCommand } from '../context.ts';
+
+export const commands: RegisterCommand[] = [];
