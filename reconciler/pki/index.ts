@@ -16,3 +16,4 @@ export {
 } from './issue.ts';
 export { fingerprintSha256, normalizeFingerprint, normalizeSerial, pemCertificatesToDer, derToPem } from './encoding.ts';
 export { verifyPeer, type PeerTrust, type VerifyReason, type VerifyResult } from './verify.ts';
+export { certificateDiagnostics, DEFAULT_EXPIRY_WARNING_DAYS } from './diagnostics.ts';
