@@ -1,4 +1,5 @@
 // Every `clgo` subcommand registers itself here: one module per command (or command group).
 import type { RegisterCommand } from '../context.ts';
+import { register as pki } from './pki.ts';
 
-export const commands: RegisterCommand[] = [];
+export const commands: RegisterCommand[] = [pki];
