@@ -1,6 +1,6 @@
 // The fabric-repository files the PKI commands write: fabric.yaml with the CA bundle and a
 // peer.yaml stub. Pure text in, text out; the CLI does the file I/O.
-import { parse, stringify } from 'yaml';
+import { isSeq, parse, parseDocument, stringify } from 'yaml';
 import { API_VERSION, fabricObject } from '../../schema/kinds.ts';
 
 export function renderFabricYaml(name: string, caCertificates: string[]): string {
@@ -30,4 +30,17 @@ export function readFabricYaml(text: string): { name: string; caCertificates: st
   const parsed = fabricObject.safeParse(raw);
   if (!parsed.success) throw new Error(`fabric.yaml is not a valid Fabric: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return { name: parsed.data.metadata.name, caCertificates: parsed.data.spec.caCertificates };
+}
+
+/**
+ * fabric.yaml text with one more CA appended to spec.caCertificates (start of a CA rotation).
+ * Edits the YAML document in place so comments and the other fields stay as they were.
+ */
+export function addCaToFabricYaml(text: string, caCertificatePem: string): string {
+  readFabricYaml(text); // validates first: never rewrite a file we do not understand
+  const doc = parseDocument(text);
+  const seq = doc.getIn(['spec', 'caCertificates'], true);
+  if (!isSeq(seq)) throw new Error('fabric.yaml spec.caCertificates is not a list');
+  seq.add(doc.createNode(caCertificatePem.trim() + '\n'));
+  return doc.toString({ lineWidth: 0 });
 }

@@ -45,7 +45,7 @@ interface TrustedCa {
 }
 
 /** Per certificate and CA bundle: the result of the (expensive) signature check and parse. */
-type LeafEntry = { trusted: false; detail: string } | { trusted: true; ca: TrustedCa; facts: CertFacts; serial: string };
+type LeafEntry = { trusted: false; reason: 'malformed' | 'untrusted-ca'; detail: string } | { trusted: true; ca: TrustedCa; facts: CertFacts; serial: string };
 
 interface CaCache {
   cas: TrustedCa[];
@@ -103,7 +103,7 @@ function examineLeaf(der: Buffer, cas: TrustedCa[]): LeafEntry {
   try {
     cert = new X509Certificate(der);
   } catch (err) {
-    return { trusted: false, detail: `not an X.509 certificate: ${(err as Error).message}` };
+    return { trusted: false, reason: 'malformed', detail: `not an X.509 certificate: ${(err as Error).message}` };
   }
   for (const ca of cas) {
     if (!cert.checkIssued(ca.cert)) continue;
@@ -118,10 +118,10 @@ function examineLeaf(der: Buffer, cas: TrustedCa[]): LeafEntry {
       const facts = certFacts(der);
       return { trusted: true, ca, facts, serial: normalizeSerial(facts.serial) };
     } catch (err) {
-      return { trusted: false, detail: `certificate extensions do not parse: ${(err as Error).message}` };
+      return { trusted: false, reason: 'malformed', detail: `certificate extensions do not parse: ${(err as Error).message}` };
     }
   }
-  return { trusted: false, detail: `issuer "${cert.issuer.replace(/\n/g, ', ')}" is not a CA in the fabric bundle (or the signature does not verify)` };
+  return { trusted: false, reason: 'untrusted-ca', detail: `issuer "${cert.issuer.replace(/\n/g, ', ')}" is not a CA in the fabric bundle (or the signature does not verify)` };
 }
 
 const fail = (reason: VerifyReason, detail: string): VerifyResult => ({ ok: false, reason, detail });
@@ -147,7 +147,7 @@ export function verifyPeer(chain: Array<Uint8Array | string>, trust: PeerTrust, 
     if (cache.leaves.size >= MAX_CACHED_LEAVES) cache.leaves.clear();
     cache.leaves.set(fingerprint, entry);
   }
-  if (!entry.trusted) return fail(entry.detail.startsWith('not an X.509') ? 'malformed' : 'untrusted-ca', entry.detail);
+  if (!entry.trusted) return fail(entry.reason, entry.detail);
 
   const now = (opts.now ?? new Date()).getTime();
   const { ca, facts } = entry;

@@ -120,4 +120,25 @@ describe('clgo create fabric / create peer / sign / rotate peer', () => {
     expect(verifyPeer([oldPem], trust)).toMatchObject({ ok: false, reason: 'pin-mismatch' });
     expect((await clgo('rotate', 'peer', 'nobody', '--fabric', 'demo')).code).toBe(2);
   });
+
+  it('rotates the CA: two CAs in fabric.yaml, peers signed by either are accepted, then the old one is dropped', async () => {
+    expect((await clgo('create', 'peer', 'east', '--fabric', 'demo')).code).toBe(0);
+    expect((await clgo('sign', 'east.csr', '--ca', 'demo-ca.crt', '--ca-key', 'demo-ca.key', '--fabric', 'demo')).code).toBe(0);
+    const r = await clgo('rotate', 'ca', '--fabric', 'demo');
+    expect(r.code).toBe(0);
+    expect(mode('demo-ca.next.key')).toBe(0o600);
+    const fabricText = readFileSync('demo/fabric.yaml', 'utf8');
+    expect(fabricObject.parse(parse(fabricText)).spec.caCertificates).toHaveLength(2);
+    // west moves to the new CA; east is still on the old one
+    expect((await clgo('sign', 'west.next.csr', '--ca', 'demo-ca.next.crt', '--ca-key', 'demo-ca.next.key', '--fabric', 'demo')).code).toBe(0);
+    const during = trustFrom('demo', ['east', 'west']);
+    const eastPem = readFileSync('demo/peers/east/peer.pem', 'utf8');
+    const westPem = readFileSync('demo/peers/west/peer.pem', 'utf8');
+    expect(verifyPeer([eastPem], during)).toMatchObject({ ok: true, peer: 'east' });
+    expect(verifyPeer([westPem], during)).toMatchObject({ ok: true, peer: 'west' });
+    // end of rotation: only the new CA remains; east must have been re-signed by then
+    const after = { ...during, caCertificates: [readFileSync('demo-ca.next.crt', 'utf8')] };
+    expect(verifyPeer([westPem], after)).toMatchObject({ ok: true });
+    expect(verifyPeer([eastPem], after)).toMatchObject({ ok: false, reason: 'untrusted-ca' });
+  });
 });

@@ -1,7 +1,7 @@
 // `clgo create fabric`, `clgo create peer`, `clgo sign`, `clgo rotate peer`: the fabric PKI steps.
 // Private keys are written only to local files with mode 0600, never inside the fabric repository
 // directory and never to stdout/stderr.
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -17,7 +17,7 @@ import {
   signPeerCsr,
   type KeyType,
 } from '../../pki/index.ts';
-import { readFabricYaml, renderFabricYaml, renderPeerYamlStub } from '../../pki/repo.ts';
+import { addCaToFabricYaml, readFabricYaml, renderFabricYaml, renderPeerYamlStub } from '../../pki/repo.ts';
 
 const PEER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
@@ -196,7 +196,38 @@ export const register: RegisterCommand = (program, ctx) => {
       }
       await newPeerKey(ctx, name, { fabric: opts.fabric, keyOut: opts.keyOut ?? `${name}.next.key`, csrOut: opts.csrOut ?? `${name}.next.csr`, keyType: opts.keyType }, 'rotate');
     });
+  registerRotateCa(rotate, ctx);
 };
+
+function registerRotateCa(rotate: Command, ctx: CliContext): void {
+  rotate
+    .command('ca')
+    .description('start a CA rotation: a new CA key + certificate, appended to fabric.yaml next to the current CA')
+    .requiredOption('--fabric <dir>', 'fabric repository directory')
+    .option('--ca-key-out <path>', 'new CA private key, outside the repository (default: ./<fabric>-ca.next.key)')
+    .option('--ca-cert-out <path>', 'copy of the new CA certificate (default: ./<fabric>-ca.next.crt)')
+    .option('--days <n>', 'CA lifetime in days', '1825')
+    .addOption(keyTypeOption())
+    .action(async (opts: { fabric: string; caKeyOut?: string; caCertOut?: string; days: string; keyType: KeyType }) => {
+      const fabricPath = join(opts.fabric, 'fabric.yaml');
+      const text = read(fabricPath, 'fabric');
+      const fabric = loadFabric(opts.fabric);
+      const keyOut = opts.caKeyOut ?? `${fabric.name}-ca.next.key`;
+      const certOut = opts.caCertOut ?? `${fabric.name}-ca.next.crt`;
+      if (isInside(keyOut, opts.fabric)) throw new UsageError(`refusing to write the CA key inside the fabric repository directory ${opts.fabric}`);
+      if (existsSync(keyOut)) throw new UsageError(`${keyOut} already exists: refusing to overwrite a CA key`);
+      const ca = await createCertificateAuthority({ fabricName: fabric.name, keyType: opts.keyType, lifetimeDays: positiveDays(opts.days) });
+      const updated = addCaToFabricYaml(text, ca.certificatePem);
+      writePrivateKey(keyOut, ca.privateKeyPem, opts.fabric);
+      write(certOut, ca.certificatePem, { overwrite: false });
+      write(fabricPath, updated, { overwrite: true });
+      ctx.stdout.write(
+        `added a new ${opts.keyType} CA to ${fabricPath} (now ${fabric.caCertificates.length + 1} CAs; sha256 ${fingerprintSha256(ca.certificatePem)})\n` +
+          `  CA certificate: ${certOut}\n  CA private key: ${keyOut} (mode 0600; keep it offline)\n` +
+          'next: merge this, re-sign every peer with the new CA (clgo sign ... --ca ' + certOut + '), then remove the old CA from spec.caCertificates\n',
+      );
+    });
+}
 
 function safeFp(pem: string): string {
   try {
