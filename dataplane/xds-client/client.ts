@@ -1,0 +1,257 @@
+// The Node data plane's ADS client (State of the World, one bidirectional stream for all types).
+// Subscribes to CDS and LDS (wildcard), then to the EDS and SDS names those refer to; ACKs what it
+// accepts, NACKs a response with an invalid resource (error_detail, the previous resources of that
+// type stay), and hands a DataplaneConfig to the data plane only when the whole set is consistent.
+// When the control plane goes away the last good config keeps serving; the client reconnects with
+// exponential back-off and jitter and resubscribes with the versions it holds.
+import * as grpc from '@grpc/grpc-js';
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import type { DataplaneConfig } from '../contracts.ts';
+import {
+  assembleConfig,
+  decodeResource,
+  ResourceError,
+  wantedNames,
+  type DecodedCluster,
+  type DecodedEndpoints,
+  type DecodedListener,
+  type DecodedSecret,
+  type ResourceState,
+} from './decode.ts';
+import { adsClientConstructor, TYPE_URL, type ResourceKind } from './protos.ts';
+
+export interface XdsClientOptions {
+  /** host:port of the reconciler's ADS server. */
+  server: string;
+  /** `<peer>` or `<peer>/<pod>`. */
+  nodeId: string;
+  onConfig: (cfg: DataplaneConfig) => void | Promise<void>;
+  /** Default: insecure (the reconciler is local: same pod or host). */
+  credentials?: grpc.ChannelCredentials;
+  backoff?: { initialMs?: number; maxMs?: number };
+  random?: () => number;
+  logger?: Logger;
+}
+
+export interface XdsClientStatus {
+  connected: boolean;
+  /** Version of the config last handed to onConfig; null before the first. */
+  configVersion: string | null;
+  /** Last accepted version per resource type. */
+  versions: Record<ResourceKind, string>;
+  acks: number;
+  nacks: number;
+  lastNack: { typeUrl: string; message: string } | null;
+  /** What keeps the accepted resources from forming a config (empty once consistent). */
+  missing: string[];
+  reconnects: number;
+}
+
+export interface XdsClient {
+  stop(): Promise<void>;
+  status(): XdsClientStatus;
+}
+
+/** Bounds on what the control plane may send (it is trusted, but a bug must not take the data plane down). */
+const LIMITS = { maxMessageBytes: 64 * 1024 * 1024, maxResourcesPerResponse: 100_000 } as const;
+
+const discoveryResponse = z.object({
+  version_info: z.string().max(256).optional(),
+  type_url: z.string().max(512),
+  nonce: z.string().max(256).optional(),
+  resources: z.array(z.object({ type_url: z.string().max(512), value: z.instanceof(Uint8Array) })).max(LIMITS.maxResourcesPerResponse).optional(),
+});
+
+const KIND_OF = new Map<string, ResourceKind>(Object.entries(TYPE_URL).map(([k, v]) => [v, k as ResourceKind]));
+/** Envoy's subscription order: clusters before listeners, endpoints and secrets once named. */
+const ORDER: ResourceKind[] = ['cluster', 'endpoint', 'listener', 'secret'];
+const WILDCARD: ReadonlySet<ResourceKind> = new Set(['cluster', 'listener']);
+
+interface AdsStream {
+  write(msg: unknown): boolean;
+  end(): void;
+  cancel(): void;
+  on(event: 'data', cb: (msg: unknown) => void): void;
+  on(event: 'error', cb: (err: Error) => void): void;
+  on(event: 'end' | 'close', cb: () => void): void;
+  on(event: 'status', cb: (s: grpc.StatusObject) => void): void;
+}
+
+export function startXdsClient(opts: XdsClientOptions): XdsClient {
+  const log = opts.logger ?? pino({ name: 'xds-client' });
+  const random = opts.random ?? Math.random;
+  const initialMs = opts.backoff?.initialMs ?? 250;
+  const maxMs = opts.backoff?.maxMs ?? 30_000;
+  const self = opts.nodeId.split('/')[0] ?? opts.nodeId;
+  const Ads = adsClientConstructor();
+  const client = new Ads(opts.server, opts.credentials ?? grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': LIMITS.maxMessageBytes,
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.initial_reconnect_backoff_ms': initialMs,
+    'grpc.max_reconnect_backoff_ms': maxMs,
+  });
+
+  const state: ResourceState = { listeners: new Map(), clusters: new Map(), endpoints: new Map(), secrets: new Map() };
+  const versions: Record<ResourceKind, string> = { cluster: '', endpoint: '', listener: '', secret: '' };
+  const nonces: Record<ResourceKind, string> = { cluster: '', endpoint: '', listener: '', secret: '' };
+  let subscribed: Record<'endpoint' | 'secret', string[]> = { endpoint: [], secret: [] };
+  let stream: AdsStream | null = null;
+  let connected = false;
+  let stopped = false;
+  let attempt = 0;
+  let reconnects = 0;
+  let retryTimer: NodeJS.Timeout | null = null;
+  let acks = 0;
+  let nacks = 0;
+  let lastNack: XdsClientStatus['lastNack'] = null;
+  let missing: string[] = [];
+  let appliedJson: string | null = null;
+  let configVersion: string | null = null;
+  /** onConfig calls run one at a time, in order. */
+  let applying: Promise<void> = Promise.resolve();
+
+  const node = { id: opts.nodeId, cluster: 'clusterlink', user_agent_name: 'clusterlink-node-dataplane' };
+
+  const namesFor = (kind: ResourceKind): string[] => (WILDCARD.has(kind) ? [] : subscribed[kind as 'endpoint' | 'secret']);
+
+  function send(s: AdsStream, kind: ResourceKind, extra: { error_detail?: { code: number; message: string } } = {}): void {
+    s.write({ node, type_url: TYPE_URL[kind], version_info: versions[kind], response_nonce: nonces[kind], resource_names: namesFor(kind), ...extra });
+  }
+
+  function connect(): void {
+    if (stopped) return;
+    const s = (client as unknown as { StreamAggregatedResources(): AdsStream }).StreamAggregatedResources();
+    stream = s;
+    let sawResponse = false;
+    s.on('data', (raw) => {
+      if (!sawResponse) {
+        sawResponse = true;
+        connected = true;
+        attempt = 0;
+        log.info({ server: opts.server }, 'xDS stream established');
+      }
+      handleResponse(s, raw);
+    });
+    s.on('error', () => {
+      /* reported through 'status' */
+    });
+    s.on('status', (st) => {
+      if (stream !== s) return;
+      stream = null;
+      connected = false;
+      if (stopped) return;
+      const delay = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20)) * (0.5 + random() * 0.5);
+      attempt++;
+      reconnects++;
+      log.warn({ code: st.code, details: st.details, retryInMs: Math.round(delay), configVersion }, 'xDS stream closed; serving the last good config, reconnecting');
+      retryTimer = setTimeout(() => {
+        retryTimer = null;
+        connect();
+      }, delay);
+    });
+    // A fresh stream: no nonces; the versions we hold tell the server what we have.
+    for (const k of ORDER) nonces[k] = '';
+    send(s, 'cluster');
+    send(s, 'listener');
+    if (subscribed.endpoint.length > 0) send(s, 'endpoint');
+    if (subscribed.secret.length > 0) send(s, 'secret');
+  }
+
+  function handleResponse(s: AdsStream, raw: unknown): void {
+    const parsed = discoveryResponse.safeParse(raw);
+    if (!parsed.success) {
+      log.error({ issue: parsed.error.issues[0]?.message }, 'malformed DiscoveryResponse ignored');
+      return;
+    }
+    const res = parsed.data;
+    const kind = KIND_OF.get(res.type_url);
+    if (!kind) {
+      log.warn({ typeUrl: res.type_url }, 'response of an unsubscribed type ignored');
+      return;
+    }
+    nonces[kind] = res.nonce ?? '';
+    const decoded: Array<DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret> = [];
+    try {
+      const seen = new Set<string>();
+      for (const any of res.resources ?? []) {
+        const d = decodeResource(res.type_url, any);
+        if (seen.has(d.value.name)) throw new ResourceError(`duplicate ${kind} ${d.value.name}`);
+        seen.add(d.value.name);
+        decoded.push(d.value);
+      }
+    } catch (err) {
+      const message = err instanceof ResourceError ? err.message : `cannot decode: ${(err as Error).message}`;
+      nacks++;
+      lastNack = { typeUrl: res.type_url, message };
+      log.error({ typeUrl: res.type_url, version: res.version_info, error: message, kept: versions[kind] }, 'xDS resource rejected (NACK); keeping the last good config');
+      send(s, kind, { error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
+      return;
+    }
+    accept(kind, decoded);
+    versions[kind] = res.version_info ?? '';
+    acks++;
+    send(s, kind);
+    // New clusters or listeners may name other endpoints or secrets: follow them.
+    const wanted = wantedNames(state);
+    for (const k of ['endpoint', 'secret'] as const) {
+      if (wanted[k].join('\n') !== subscribed[k].join('\n')) {
+        subscribed = { ...subscribed, [k]: wanted[k] };
+        for (const name of [...(k === 'endpoint' ? state.endpoints : state.secrets).keys()]) {
+          if (!wanted[k].includes(name)) (k === 'endpoint' ? state.endpoints : state.secrets).delete(name);
+        }
+        send(s, k);
+      }
+    }
+    tryApply();
+  }
+
+  function accept(kind: ResourceKind, decoded: Array<DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret>): void {
+    if (kind === 'listener') state.listeners = new Map((decoded as DecodedListener[]).map((d) => [d.name, d]));
+    else if (kind === 'cluster') state.clusters = new Map((decoded as DecodedCluster[]).map((d) => [d.name, d]));
+    // SotW for EDS/SDS: a response carries the named resources it updates; others stay.
+    else if (kind === 'endpoint') for (const d of decoded as DecodedEndpoints[]) state.endpoints.set(d.name, d);
+    else for (const d of decoded as DecodedSecret[]) state.secrets.set(d.name, d);
+  }
+
+  function tryApply(): void {
+    const version = `cds=${versions.cluster},eds=${versions.endpoint},lds=${versions.listener},sds=${versions.secret}`;
+    const result = assembleConfig(state, self, version);
+    if (!result.ok) {
+      missing = result.missing;
+      return;
+    }
+    missing = [];
+    const { version: _v, ...content } = result.config;
+    const json = JSON.stringify(content);
+    if (json === appliedJson) return;
+    appliedJson = json;
+    const cfg = result.config;
+    applying = applying.then(async () => {
+      try {
+        await opts.onConfig(cfg);
+        configVersion = cfg.version;
+        log.info({ version: cfg.version, egress: cfg.egress.length, upstreams: cfg.upstreams.length }, 'data plane config applied');
+      } catch (err) {
+        log.error({ err, version: cfg.version }, 'data plane could not apply the config');
+      }
+    });
+  }
+
+  connect();
+
+  return {
+    status: () => ({ connected, configVersion, versions: { ...versions }, acks, nacks, lastNack, missing: [...missing], reconnects }),
+    stop: async () => {
+      stopped = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      const s = stream;
+      stream = null;
+      connected = false;
+      s?.cancel();
+      client.close();
+      await applying;
+    },
+  };
+}

@@ -1,0 +1,419 @@
+// Envoy's ext_authz gRPC service (envoy.service.auth.v3.Authorization/Check) in front of an
+// Authorizer. Two kinds of CheckRequest arrive:
+//  - egress, from the network ext_authz filter on an import's listener: the source address of the
+//    workload and the listener (destination) address, which maps back to the import;
+//  - ingress, from the HTTP ext_authz filter at the gateway: the TLS-verified client certificate
+//    (attributes.source.certificate, URL-encoded PEM), the CONNECT authority naming the export, and
+//    the client attribute headers. The peer identity comes only from that certificate: any header
+//    claiming a peer name is ignored.
+// Everything read from the request is zod-validated and bounded; the translation both ways is pure
+// (parseCheckRequest, checkResponseFor) so the Node data plane's remote client reuses it.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import { TUNNEL, type Authorizer, type ClientAttributes, type EgressCheck, type EgressVerdict, type Explanation, type IngressCheck, type IngressVerdict } from '../../dataplane/contracts.ts';
+import { pemCertificatesToDer } from '../pki/encoding.ts';
+import type { Slice } from '../slice/types.ts';
+import { denyReason } from './authz.ts';
+
+/** context_extensions keys naming the import of an egress check (set by our own Envoy config or the Node data plane). */
+export const CONTEXT_KEYS = { importNamespace: 'clusterlink.net/import-namespace', importName: 'clusterlink.net/import-name' } as const;
+
+/** Bounds on what a CheckRequest may carry: it comes from the network side of Envoy. */
+export const CHECK_LIMITS = {
+  maxMessageBytes: 64 * 1024,
+  /** URL-encoded PEM of the client certificate (a chain of a few certificates fits). */
+  maxCertificateChars: 32 * 1024,
+  maxHeaders: 64,
+  maxHeaderValueChars: TUNNEL.limits.maxHeaderBytes,
+  maxLabels: 64,
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Protos
+
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
+
+function envoyProtoDirs(): string[] {
+  // @grpc/grpc-js-xds ships the Envoy API protos and their dependencies under deps/.
+  const main = createRequire(import.meta.url).resolve('@grpc/grpc-js-xds');
+  const deps = join(dirname(main), '..', '..', 'deps');
+  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
+}
+
+let authorizationService: grpc.ServiceDefinition | null = null;
+
+/** The envoy.service.auth.v3.Authorization service definition (loaded once). */
+export function authorizationServiceDefinition(): grpc.ServiceDefinition {
+  if (authorizationService) return authorizationService;
+  const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', { ...LOADER_OPTIONS, includeDirs: envoyProtoDirs() });
+  const service = def['envoy.service.auth.v3.Authorization'];
+  if (!service || !('Check' in service)) throw new Error('envoy.service.auth.v3.Authorization not found in the Envoy protos');
+  authorizationService = service as grpc.ServiceDefinition;
+  return authorizationService;
+}
+
+// ---------------------------------------------------------------------------------------------
+// google.protobuf.Struct in object form. protobufjs bundles the well-known types with camelCase
+// field names (stringValue, structValue...) even under keepCase, so that is what we write; both
+// spellings are accepted when reading.
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
+type ProtoValue =
+  | { nullValue: 'NULL_VALUE' }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: ProtoStruct }
+  | { listValue: { values: ProtoValue[] } };
+export interface ProtoStruct {
+  fields: Record<string, ProtoValue>;
+}
+
+function toValue(v: JsonValue): ProtoValue {
+  if (v === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v) };
+}
+
+export function toStruct(obj: { [k: string]: JsonValue }): ProtoStruct {
+  const fields: Record<string, ProtoValue> = {};
+  for (const [k, v] of Object.entries(obj)) fields[k] = toValue(v);
+  return { fields };
+}
+
+/** A decoded google.protobuf.Value / Struct as plain JSON (either field spelling); throws on a malformed one. */
+function fromValue(v: unknown, depth: number): JsonValue {
+  if (depth > 32) throw new Error('Struct nested too deeply');
+  if (typeof v !== 'object' || v === null) throw new Error('not a google.protobuf.Value');
+  const o = v as Record<string, unknown>;
+  const pick = (camel: string, snake: string): unknown => (camel in o ? o[camel] : o[snake]);
+  const str = pick('stringValue', 'string_value');
+  if (typeof str === 'string') return str;
+  const num = pick('numberValue', 'number_value');
+  if (typeof num === 'number') return num;
+  const bool = pick('boolValue', 'bool_value');
+  if (typeof bool === 'boolean') return bool;
+  const st = pick('structValue', 'struct_value');
+  if (st !== undefined && st !== null) return structFrom(st, depth + 1);
+  const list = pick('listValue', 'list_value');
+  if (list !== undefined && list !== null) {
+    const values = (list as { values?: unknown }).values;
+    return Array.isArray(values) ? values.map((x) => fromValue(x, depth + 1)) : [];
+  }
+  return null;
+}
+
+function structFrom(s: unknown, depth: number): { [k: string]: JsonValue } {
+  if (typeof s !== 'object' || s === null) throw new Error('not a google.protobuf.Struct');
+  const fields = (s as { fields?: unknown }).fields ?? {};
+  if (typeof fields !== 'object' || fields === null) throw new Error('not a google.protobuf.Struct');
+  const out: { [k: string]: JsonValue } = {};
+  for (const [k, v] of Object.entries(fields)) out[k] = fromValue(v, depth);
+  return out;
+}
+
+/** A decoded google.protobuf.Struct as plain JSON; throws on a malformed one. */
+export function fromStruct(s: unknown): { [k: string]: JsonValue } {
+  return structFrom(s, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CheckRequest → question
+
+const boundedRecord = (max: number, maxValue: number) =>
+  z
+    .record(z.string().max(256), z.string().max(maxValue))
+    .refine((r) => Object.keys(r).length <= max, `at most ${max} entries`);
+
+const socketAddress = z.object({ address: z.string().max(256), port_value: z.coerce.number().int().min(0).max(65535).optional() });
+const peerSchema = z
+  .object({
+    address: z.object({ socket_address: socketAddress.nullish() }).nullish(),
+    certificate: z.string().max(CHECK_LIMITS.maxCertificateChars).optional(),
+  })
+  .nullish();
+const checkRequestSchema = z.object({
+  attributes: z
+    .object({
+      source: peerSchema,
+      destination: peerSchema,
+      request: z
+        .object({
+          http: z
+            .object({
+              method: z.string().max(16).optional(),
+              host: z.string().max(512).optional(),
+              headers: boundedRecord(CHECK_LIMITS.maxHeaders, CHECK_LIMITS.maxHeaderValueChars).optional(),
+            })
+            .nullish(),
+        })
+        .nullish(),
+      context_extensions: boundedRecord(16, 256).optional(),
+    })
+    .nullish(),
+});
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const labelsSchema = z
+  .record(z.string().min(1).max(317), z.string().max(63))
+  .refine((r) => Object.keys(r).length <= CHECK_LIMITS.maxLabels, `at most ${CHECK_LIMITS.maxLabels} labels`);
+
+/** Client attributes from the CONNECT headers (asserted by the verified importing peer). */
+export function clientAttributesFromHeaders(headers: Record<string, string>): ClientAttributes {
+  const h = TUNNEL.headers;
+  const ns = headers[h.clientNamespace];
+  const sa = headers[h.clientServiceAccount];
+  const rawLabels = headers[h.clientLabels];
+  const labels: Record<string, string> = {};
+  if (rawLabels) for (const [k, v] of new URLSearchParams(rawLabels)) labels[k] = v;
+  const client: ClientAttributes = { labels: labelsSchema.parse(labels) };
+  if (ns) client.namespace = z.string().max(253).parse(ns);
+  if (sa) client.serviceAccount = z.string().max(253).parse(sa);
+  return client;
+}
+
+/** The CONNECT headers carrying client attributes (inverse of clientAttributesFromHeaders). */
+export function clientAttributeHeaders(client: ClientAttributes): Record<string, string> {
+  const h = TUNNEL.headers;
+  const out: Record<string, string> = {};
+  if (client.namespace) out[h.clientNamespace] = client.namespace;
+  if (client.serviceAccount) out[h.clientServiceAccount] = client.serviceAccount;
+  const labels = new URLSearchParams(Object.entries(client.labels)).toString();
+  if (labels) out[h.clientLabels] = labels;
+  return out;
+}
+
+/** `<exportName>.<exportNamespace>[:port]` (TUNNEL.authority) → the export; null if not of that form. */
+export function parseAuthority(authority: string): { exportName: string; exportNamespace: string } | null {
+  const hostPart = authority.replace(/:\d{1,5}$/, '');
+  const dot = hostPart.indexOf('.');
+  if (dot < 0) return null;
+  const exportName = hostPart.slice(0, dot);
+  const exportNamespace = hostPart.slice(dot + 1);
+  return DNS_LABEL.test(exportName) && DNS_LABEL.test(exportNamespace) ? { exportName, exportNamespace } : null;
+}
+
+/** Maps an egress listener's address back to its import (network ext_authz does not send the listener name). */
+export type EgressResolver = (destination: { address: string; port: number }) => { importNamespace: string; importName: string } | null;
+
+/** Default resolver: the one import of the slice listening on that port (targetPort ?? port); null if none or ambiguous. */
+export function egressResolverFromSlice(slice: () => Slice): EgressResolver {
+  const byPort = new WeakMap<Slice, Map<number, { importNamespace: string; importName: string } | null>>();
+  return ({ port }) => {
+    const s = slice();
+    let index = byPort.get(s);
+    if (!index) {
+      index = new Map();
+      for (const imp of s.imports) {
+        const p = imp.targetPort ?? imp.port;
+        // Two imports on one port cannot be told apart by address alone: refuse rather than guess.
+        index.set(p, index.has(p) ? null : { importNamespace: imp.namespace, importName: imp.name });
+      }
+      byPort.set(s, index);
+    }
+    return index.get(port) ?? null;
+  };
+}
+
+export type CheckQuestion =
+  | { side: 'egress'; check: EgressCheck }
+  | { side: 'ingress'; check: IngressCheck }
+  /** The request could not be asked at all; answered with this status and message. */
+  | { side: 'invalid'; httpStatus: 400 | 403 | 404; message: string };
+
+const invalid = (httpStatus: 400 | 403 | 404, message: string): CheckQuestion => ({ side: 'invalid', httpStatus, message });
+
+/** Turns a decoded CheckRequest into the question for the Authorizer. Pure; never throws. */
+export function parseCheckRequest(raw: unknown, resolveEgress: EgressResolver): CheckQuestion {
+  const parsed = checkRequestSchema.safeParse(raw);
+  if (!parsed.success) return invalid(400, `malformed CheckRequest: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`.trim());
+  const attrs = parsed.data.attributes;
+  const http = attrs?.request?.http;
+  if (http && http.method) {
+    // HTTP ext_authz at the gateway: an ingress check.
+    if (http.method !== 'CONNECT') return invalid(400, `only CONNECT is accepted at the gateway, got ${http.method}`);
+    const pem = attrs?.source?.certificate ? safeDecode(attrs.source.certificate) : '';
+    const der = pem ? pemCertificatesToDer(pem)[0] : undefined;
+    if (!der || der.length === 0) return invalid(403, 'no verified client certificate in the request (attributes.source.certificate)');
+    const headers = http.headers ?? {};
+    const authority = http.host || headers[':authority'] || '';
+    const target = parseAuthority(authority);
+    if (!target) return invalid(400, `CONNECT authority ${JSON.stringify(authority.slice(0, 128))} is not <export>.<namespace>:443`);
+    let client: ClientAttributes;
+    try {
+      client = clientAttributesFromHeaders(headers);
+    } catch (err) {
+      return invalid(400, `invalid client attribute headers: ${(err as Error).message.slice(0, 200)}`);
+    }
+    return { side: 'ingress', check: { peerCertificateDer: der, exportName: target.exportName, exportNamespace: target.exportNamespace, client } };
+  }
+  // Network ext_authz on an import's listener: an egress check.
+  const src = attrs?.source?.address?.socket_address;
+  if (!src || !src.address) return invalid(400, 'egress check without a source address');
+  const ext = attrs?.context_extensions ?? {};
+  let imp: { importNamespace: string; importName: string } | null = null;
+  const extNs = ext[CONTEXT_KEYS.importNamespace];
+  const extName = ext[CONTEXT_KEYS.importName];
+  if (extNs && extName) imp = { importNamespace: extNs, importName: extName };
+  else {
+    const dst = attrs?.destination?.address?.socket_address;
+    if (dst) imp = resolveEgress({ address: dst.address, port: dst.port_value ?? 0 });
+    if (!imp) return invalid(404, `no import listens on ${dst ? `${dst.address}:${dst.port_value ?? 0}` : 'an unknown address'}`);
+  }
+  return { side: 'egress', check: { ...imp, sourceAddress: src.address, sourcePort: src.port_value ?? 0 } };
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return '';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// verdict → CheckResponse
+
+/** gRPC status codes used in CheckResponse.status. */
+const OK = 0;
+const PERMISSION_DENIED = 7;
+
+export interface CheckResponse {
+  status: { code: number; message: string };
+  ok_response?: { headers: never[] };
+  denied_response?: { status: { code: number }; headers: Array<{ header: { key: string; value: string }; append?: { value: boolean } }>; body: string };
+  dynamic_metadata: ProtoStruct;
+}
+
+/** Metadata keys of CheckResponse.dynamic_metadata (read by remoteAuthorizer, and usable from Envoy). */
+export type VerdictMetadata = { [k: string]: JsonValue };
+
+export function checkResponseFor(question: CheckQuestion, verdict: EgressVerdict | IngressVerdict | null): CheckResponse {
+  if (question.side === 'invalid' || verdict === null) {
+    const message = question.side === 'invalid' ? question.message : 'no verdict';
+    const explanation: Explanation = { tier: 'default', policy: null, location: null, message };
+    return denied(question.side === 'invalid' ? question.httpStatus : 403, explanation, { verdict: 'deny', peer: null });
+  }
+  if (!verdict.allowed) {
+    const status = 'status' in verdict ? verdict.status : 403;
+    const peer = 'peer' in verdict ? verdict.peer : null;
+    return denied(status, verdict.explanation, { verdict: 'deny', peer });
+  }
+  const meta: VerdictMetadata =
+    'candidates' in verdict
+      ? {
+          verdict: 'allow',
+          candidates: verdict.candidates.map((c) => ({ peer: c.peer, exportName: c.exportName, exportNamespace: c.exportNamespace, cluster: `clusterlink/peer/${c.peer}` })),
+          client: clientJson(verdict.client),
+        }
+      : { verdict: 'allow', peer: verdict.peer, targetHost: verdict.target.host, targetPort: verdict.target.port };
+  return { status: { code: OK, message: '' }, ok_response: { headers: [] }, dynamic_metadata: toStruct(meta) };
+}
+
+function clientJson(c: ClientAttributes): JsonValue {
+  const out: { [k: string]: JsonValue } = { labels: { ...c.labels } };
+  if (c.namespace !== undefined) out.namespace = c.namespace;
+  if (c.serviceAccount !== undefined) out.serviceAccount = c.serviceAccount;
+  return out;
+}
+
+function denied(httpStatus: 400 | 403 | 404, explanation: Explanation, meta: VerdictMetadata): CheckResponse {
+  return {
+    status: { code: PERMISSION_DENIED, message: explanation.message },
+    denied_response: {
+      status: { code: httpStatus },
+      headers: [{ header: { key: TUNNEL.headers.denyReason, value: denyReason(explanation) }, append: { value: false } }],
+      body: `${explanation.message}\n`,
+    },
+    dynamic_metadata: toStruct({
+      ...meta,
+      httpStatus,
+      tier: explanation.tier,
+      policy: explanation.policy,
+      location: explanation.location,
+      message: explanation.message,
+    }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the gRPC service
+
+export interface ExtAuthzOptions {
+  authorizer: Authorizer;
+  /** Maps an egress listener address to its import when the request has no context_extensions. */
+  resolveEgress: EgressResolver;
+  logger?: Logger;
+}
+
+/** Adds the Authorization service to a gRPC server (the reconciler hosts it next to ADS). */
+export function addExtAuthzService(server: grpc.Server, opts: ExtAuthzOptions): void {
+  const log = opts.logger ?? pino({ name: 'ext-authz' });
+  const check: grpc.handleUnaryCall<unknown, CheckResponse> = (call, callback) => {
+    const question = parseCheckRequest(call.request, opts.resolveEgress);
+    const answer = async (): Promise<CheckResponse> => {
+      if (question.side === 'invalid') return checkResponseFor(question, null);
+      const verdict = question.side === 'egress' ? await opts.authorizer.egress(question.check) : await opts.authorizer.ingress(question.check);
+      return checkResponseFor(question, verdict);
+    };
+    answer().then(
+      (response) => {
+        if (response.status.code !== OK) logDenial(log, question, response);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        log.error({ err, side: question.side }, 'ext_authz check failed');
+        callback({ code: grpc.status.INTERNAL, details: 'authorization check failed' });
+      },
+    );
+  };
+  server.addService(authorizationServiceDefinition(), { Check: check });
+}
+
+function logDenial(log: Logger, question: CheckQuestion, response: CheckResponse): void {
+  const meta = fromStruct(response.dynamic_metadata);
+  const where =
+    question.side === 'egress'
+      ? { import: `${question.check.importNamespace}/${question.check.importName}`, source: `${question.check.sourceAddress}:${question.check.sourcePort}` }
+      : question.side === 'ingress'
+        ? { export: `${question.check.exportNamespace}/${question.check.exportName}`, peer: meta.peer ?? null }
+        : {};
+  log.info({ side: question.side, ...where, status: meta.httpStatus, tier: meta.tier, policy: meta.policy, location: meta.location, reason: meta.message }, 'connection denied');
+}
+
+export interface ExtAuthzServer {
+  /** host:port the server listens on. */
+  address: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a gRPC server with only the Authorization service (tests, or a data plane sidecar). */
+export async function startExtAuthzServer(opts: ExtAuthzOptions & { address?: string; credentials?: grpc.ServerCredentials }): Promise<ExtAuthzServer> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': CHECK_LIMITS.maxMessageBytes });
+  addExtAuthzService(server, opts);
+  const bindTo = opts.address ?? '127.0.0.1:0';
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(bindTo, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const host = bindTo.slice(0, bindTo.lastIndexOf(':'));
+  return {
+    address: `${host}:${port}`,
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), 2000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
