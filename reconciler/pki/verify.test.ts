@@ -47,6 +47,7 @@ describe('verifyPeer rejects, with a distinct reason', () => {
     expect(verifyPeer([], trust)).toMatchObject({ ok: false, reason: 'malformed' });
     expect(verifyPeer(['hello'], trust)).toMatchObject({ ok: false, reason: 'malformed' });
     expect(verifyPeer([new Uint8Array([48, 3, 1, 2, 3])], trust)).toMatchObject({ ok: false, reason: 'malformed' });
+    expect(verifyPeer([new Uint8Array(100_000)], trust)).toMatchObject({ ok: false, reason: 'malformed', detail: expect.stringContaining('exceeds') });
   });
 
   it('a certificate from another CA (untrusted-ca), even with a member name', async () => {

@@ -52,6 +52,8 @@ interface CaCache {
   leaves: Map<string, LeafEntry>;
 }
 
+/** Presented certificates come from the network: a peer certificate is < 2 KiB, refuse anything absurd before parsing. */
+const MAX_CERTIFICATE_BYTES = 16 * 1024;
 /** Bounds the per-bundle certificate cache; presented certificates come from the network. */
 const MAX_CACHED_LEAVES = 4096;
 
@@ -139,6 +141,7 @@ export function verifyPeer(chain: Array<Uint8Array | string>, trust: PeerTrust, 
   } catch (err) {
     return fail('malformed', (err as Error).message);
   }
+  if (der.length > MAX_CERTIFICATE_BYTES) return fail('malformed', `certificate of ${der.length} bytes exceeds ${MAX_CERTIFICATE_BYTES}`);
   const fingerprint = createHash('sha256').update(der).digest('hex');
   const cache = caCache(trust.caCertificates);
   let entry = cache.leaves.get(fingerprint);
