@@ -47,14 +47,14 @@ export interface EgressExplanation {
   sources: EgressSourceExplanation[];
 }
 
-export type SliceAuthorizer = Authorizer & {
+export interface SliceAuthorizer extends Authorizer {
   egress(check: EgressCheck): EgressVerdict;
   ingress(check: IngressCheck): IngressVerdict;
   /** The egress decision for every source of the import, in written order (for `clgo explain` and logs). */
   explainEgress(check: EgressCheck): EgressExplanation;
   /** Drops every cache (compiled policies, indexes, round-robin positions). */
   invalidate(): void;
-};
+}
 
 interface Prepared {
   policies: CompiledPolicies;
