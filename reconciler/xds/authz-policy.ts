@@ -51,22 +51,23 @@ type Attrs = Record<string, string>;
 function clientAttrs(c: ClientAttributes, into: Attrs): void {
   if (c.namespace !== undefined) into['client.clusterlink.net/namespace'] = c.namespace;
   if (c.serviceAccount !== undefined) into['client.clusterlink.net/service-account'] = c.serviceAccount;
-  for (const [k, v] of Object.entries(c.labels)) into[`client.clusterlink.net/labels.${k}`] = v;
+  for (const k in c.labels) into[`client.clusterlink.net/labels.${k}`] = c.labels[k] as string;
 }
 
 function peerAttrs(name: string, labels: Record<string, string>, into: Attrs): void {
   into['peer.clusterlink.net/name'] = name;
-  for (const [k, v] of Object.entries(labels)) into[`peer.clusterlink.net/labels.${k}`] = v;
+  for (const k in labels) into[`peer.clusterlink.net/labels.${k}`] = labels[k] as string;
 }
 
 function exportAttrs(e: AccessQuestion['export'], into: Attrs): void {
   into['export.clusterlink.net/name'] = e.name;
   into['export.clusterlink.net/namespace'] = e.namespace;
-  for (const [k, v] of Object.entries(e.labels)) into[`export.clusterlink.net/labels.${k}`] = v;
+  for (const k in e.labels) into[`export.clusterlink.net/labels.${k}`] = e.labels[k] as string;
 }
 
 function selectorMatches(sel: LabelSelector, attrs: Attrs): boolean {
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (attrs[k] !== v) return false;
+  const ml = sel.matchLabels;
+  if (ml) for (const k in ml) if (attrs[k] !== ml[k]) return false;
   for (const req of sel.matchExpressions ?? []) {
     const has = Object.hasOwn(attrs, req.key);
     const value = attrs[req.key];
@@ -91,11 +92,18 @@ function selectorMatches(sel: LabelSelector, attrs: Attrs): boolean {
 
 /** Any entry of the list matches (an empty list matches nothing; workload sets are not supported and match nothing). */
 function listMatches(list: WorkloadSetOrSelector[], attrs: Attrs): boolean {
-  return list.some((w) => w.workloadSelector !== undefined && selectorMatches(w.workloadSelector, attrs));
+  for (const w of list) if (w.workloadSelector !== undefined && selectorMatches(w.workloadSelector, attrs)) return true;
+  return false;
 }
 
 const policyId = (p: PolicyModel): string => (p.namespace ? `${p.namespace}/${p.name}` : p.name);
 const locationOf = (p: PolicyModel): string => `${p.source.file}:${p.source.line}`;
+
+function firstMatch(list: PolicyModel[] | undefined, src: Attrs, dst: Attrs): PolicyModel | null {
+  if (!list) return null;
+  for (const p of list) if (listMatches(p.from, src) && listMatches(p.to, dst)) return p;
+  return null;
+}
 
 export function decideAccess(compiled: CompiledPolicies, q: AccessQuestion): { allowed: boolean; explanation: Explanation } {
   const src: Attrs = {};
@@ -104,21 +112,26 @@ export function decideAccess(compiled: CompiledPolicies, q: AccessQuestion): { a
   if (q.direction === 'ingress') peerAttrs(q.peer.name, q.peer.labels, src);
   else peerAttrs(q.peer.name, q.peer.labels, dst);
   exportAttrs(q.export, dst);
-  const matches = (p: PolicyModel): boolean => listMatches(p.from, src) && listMatches(p.to, dst);
+  // Tier order; written as plain statements (no per-call closures: this runs per connection).
+  let hit = firstMatch(compiled.privilegedDeny, src, dst);
+  let allow = false;
+  if (!hit) {
+    hit = firstMatch(compiled.privilegedAllow, src, dst);
+    allow = true;
+  }
+  if (!hit) {
+    hit = firstMatch(compiled.userDeny.get(q.namespace), src, dst);
+    allow = false;
+  }
+  if (!hit) {
+    hit = firstMatch(compiled.userAllow.get(q.namespace), src, dst);
+    allow = true;
+  }
   const what = `${q.direction} ${q.direction === 'egress' ? 'to' : 'from'} ${q.peer.name} for ${q.export.namespace}/${q.export.name}`;
-  const tiers: Array<[PolicyModel[] | undefined, boolean]> = [
-    [compiled.privilegedDeny, false],
-    [compiled.privilegedAllow, true],
-    [compiled.userDeny.get(q.namespace), false],
-    [compiled.userAllow.get(q.namespace), true],
-  ];
-  for (const [list, allow] of tiers) {
-    const hit = list?.find(matches);
-    if (hit) {
-      const tier = hit.tier;
-      const message = `${what} ${allow ? 'allowed' : 'denied'} by ${tier} policy ${policyId(hit)} (${locationOf(hit)})`;
-      return { allowed: allow, explanation: { tier, policy: policyId(hit), location: locationOf(hit), message } };
-    }
+  if (hit) {
+    const id = policyId(hit);
+    const location = locationOf(hit);
+    return { allowed: allow, explanation: { tier: hit.tier, policy: id, location, message: `${what} ${allow ? 'allowed' : 'denied'} by ${hit.tier} policy ${id} (${location})` } };
   }
   return {
     allowed: false,

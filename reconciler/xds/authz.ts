@@ -104,10 +104,12 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
   };
 
   function judgeSources(slice: Slice, p: Prepared, imp: SliceImport, client: ClientAttributes): EgressSourceExplanation[] {
-    return imp.sources.map((src: SliceImportSource) => {
-      const base = { peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace };
+    const out: EgressSourceExplanation[] = [];
+    // A plain loop: runs per connection, and closures here cost more than the decisions.
+    for (const src of imp.sources) {
       if (!src.resolved) {
-        return { ...base, resolved: false, allowed: false, explanation: defaultDeny(`source ${src.peer}/${src.exportNamespace}/${src.exportName} does not resolve (no such peer or export)`) };
+        out.push({ peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace, resolved: false, allowed: false, explanation: defaultDeny(`source ${src.peer}/${src.exportNamespace}/${src.exportName} does not resolve (no such peer or export)`) });
+        continue;
       }
       const d = decideAccess(p.policies, {
         direction: 'egress',
@@ -117,8 +119,9 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
         peer: { name: src.peer, labels: src.peerLabels },
         export: { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels },
       });
-      return { ...base, resolved: true, allowed: d.allowed, explanation: d.explanation };
-    });
+      out.push({ peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace, resolved: true, allowed: d.allowed, explanation: d.explanation });
+    }
+    return out;
   }
 
   function explainEgress(check: EgressCheck): EgressExplanation {
@@ -152,7 +155,8 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     // Unknown clients get empty attributes (as ClusterLink does): only policies that select nothing specific can allow them.
     const client = opts.clientAttributes(check.sourceAddress) ?? EMPTY_CLIENT;
     const judged = judgeSources(slice, p, imp, client);
-    const allowed = judged.filter((j) => j.allowed).map(({ peer, exportName, exportNamespace }) => ({ peer, exportName, exportNamespace }));
+    const allowed: EgressCandidate[] = [];
+    for (const j of judged) if (j.allowed) allowed.push({ peer: j.peer, exportName: j.exportName, exportNamespace: j.exportNamespace });
     if (allowed.length > 0) return { allowed: true, client, candidates: order(imp, allowed) };
     const resolved = judged.filter((j) => j.resolved);
     if (resolved.length === 0) return { allowed: false, explanation: defaultDeny(`import ${importRef} has no resolvable source`) };
