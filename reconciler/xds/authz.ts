@@ -17,7 +17,7 @@ import type {
   IngressVerdict,
 } from '../../dataplane/contracts.ts';
 import { verifyPeer } from '../pki/verify.ts';
-import type { Slice, SliceExport, SliceImport, SliceImportSource, SliceMember } from '../slice/types.ts';
+import type { Slice, SliceExport, SliceImport, SliceMember } from '../slice/types.ts';
 import { compileSlicePolicies, decideAccess, type CompiledPolicies } from './authz-policy.ts';
 
 export interface AuthorizerOptions {
