@@ -99,6 +99,8 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     if (!p) {
       p = prepare(slice);
       prepared.set(slice, p);
+      // Forget round-robin positions of imports that are gone (the map stays bounded by the slice).
+      for (const key of rrNext.keys()) if (!p.imports.has(key)) rrNext.delete(key);
     }
     return { slice, p };
   };

@@ -151,6 +151,15 @@ const checkRequestSchema = z.object({
               method: z.string().max(16).optional(),
               host: z.string().max(512).optional(),
               headers: boundedRecord(CHECK_LIMITS.maxHeaders, CHECK_LIMITS.maxHeaderValueChars).optional(),
+              // Envoy sends header_map instead of headers when encode_raw_headers is set.
+              header_map: z
+                .object({
+                  headers: z
+                    .array(z.object({ key: z.string().max(256), value: z.string().max(CHECK_LIMITS.maxHeaderValueChars).optional(), raw_value: z.instanceof(Uint8Array).optional() }))
+                    .max(CHECK_LIMITS.maxHeaders)
+                    .optional(),
+                })
+                .nullish(),
             })
             .nullish(),
         })
@@ -242,7 +251,12 @@ export function parseCheckRequest(raw: unknown, resolveEgress: EgressResolver): 
     const pem = attrs?.source?.certificate ? safeDecode(attrs.source.certificate) : '';
     const der = pem ? pemCertificatesToDer(pem)[0] : undefined;
     if (!der || der.length === 0) return invalid(403, 'no verified client certificate in the request (attributes.source.certificate)');
-    const headers = http.headers ?? {};
+    const headers: Record<string, string> = { ...(http.headers ?? {}) };
+    for (const h of http.header_map?.headers ?? []) {
+      const value = h.value ?? (h.raw_value ? Buffer.from(h.raw_value).toString('latin1') : '');
+      if (value.length > CHECK_LIMITS.maxHeaderValueChars) return invalid(400, `header ${h.key.slice(0, 64)} too long`);
+      headers[h.key.toLowerCase()] = value;
+    }
     const authority = http.host || headers[':authority'] || '';
     const target = parseAuthority(authority);
     if (!target) return invalid(400, `CONNECT authority ${JSON.stringify(authority.slice(0, 128))} is not <export>.<namespace>:443`);
