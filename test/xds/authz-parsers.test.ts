@@ -77,7 +77,7 @@ describe('CONNECT authority and client attribute headers', () => {
   });
 
   it('refuses more labels than the bound', () => {
-    const many = new URLSearchParams(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'v'])).toString();
+    const many = new URLSearchParams(Array.from({ length: 100 }, (_, i): [string, string] => [`k${i}`, 'v'])).toString();
     expect(() => clientAttributesFromHeaders({ [TUNNEL.headers.clientLabels]: many })).toThrow(/at most 64 labels/);
   });
 });
