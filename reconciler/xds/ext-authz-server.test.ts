@@ -84,7 +84,7 @@ describe('ext_authz over gRPC: egress (network filter)', () => {
     const res = await rawClient(west.address)(egress('10.0.0.2'));
     expect(res.status).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
     expect(denyHeader(res)).toMatch(/^privileged:no-db|^privileged:no-batch \(peers\/west\/policies\/no-batch\.yaml:\d+\)$/);
-    expect((res.denied_response as { status: { code: string } }).status.code).toBe('Forbidden');
+    expect(res.denied_response).toMatchObject({ status: { code: 'Forbidden' }, headers: [{ append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] });
     expect(logLines).toContainEqual(expect.objectContaining({ msg: 'connection denied', side: 'egress', import: 'default/db', policy: 'no-batch', tier: 'privileged' }));
   });
 

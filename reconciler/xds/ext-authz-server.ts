@@ -302,7 +302,7 @@ const PERMISSION_DENIED = 7;
 export interface CheckResponse {
   status: { code: number; message: string };
   ok_response?: { headers: never[] };
-  denied_response?: { status: { code: number }; headers: Array<{ header: { key: string; value: string }; append?: { value: boolean } }>; body: string };
+  denied_response?: { status: { code: number }; headers: Array<{ header: { key: string; value: string }; append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }>; body: string };
   dynamic_metadata: ProtoStruct;
 }
 
@@ -343,7 +343,7 @@ function denied(httpStatus: 400 | 403 | 404, explanation: Explanation, meta: Ver
     status: { code: PERMISSION_DENIED, message: explanation.message },
     denied_response: {
       status: { code: httpStatus },
-      headers: [{ header: { key: TUNNEL.headers.denyReason, value: denyReason(explanation) }, append: { value: false } }],
+      headers: [{ header: { key: TUNNEL.headers.denyReason, value: denyReason(explanation) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
       body: `${explanation.message}\n`,
     },
     dynamic_metadata: toStruct({
