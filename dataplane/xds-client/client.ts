@@ -29,6 +29,8 @@ export interface XdsClientOptions {
   onConfig: (cfg: DataplaneConfig) => void | Promise<void>;
   /** Default: insecure (the reconciler is local: same pod or host). */
   credentials?: grpc.ChannelCredentials;
+  /** State of the World (default) or incremental (delta) ADS. */
+  protocol?: 'sotw' | 'delta';
   backoff?: { initialMs?: number; maxMs?: number };
   random?: () => number;
   logger?: Logger;
@@ -61,6 +63,17 @@ const discoveryResponse = z.object({
   type_url: z.string().max(512),
   nonce: z.string().max(256).optional(),
   resources: z.array(z.object({ type_url: z.string().max(512), value: z.instanceof(Uint8Array) })).max(LIMITS.maxResourcesPerResponse).optional(),
+});
+
+const deltaResponse = z.object({
+  system_version_info: z.string().max(256).optional(),
+  type_url: z.string().max(512),
+  nonce: z.string().max(256).optional(),
+  resources: z
+    .array(z.object({ name: z.string().max(512), version: z.string().max(256).optional(), resource: z.object({ type_url: z.string().max(512), value: z.instanceof(Uint8Array) }).nullish() }))
+    .max(LIMITS.maxResourcesPerResponse)
+    .optional(),
+  removed_resources: z.array(z.string().max(512)).max(LIMITS.maxResourcesPerResponse).optional(),
 });
 
 const KIND_OF = new Map<string, ResourceKind>(Object.entries(TYPE_URL).map(([k, v]) => [v, k as ResourceKind]));
@@ -97,6 +110,9 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
   const versions: Record<ResourceKind, string> = { cluster: '', endpoint: '', listener: '', secret: '' };
   const nonces: Record<ResourceKind, string> = { cluster: '', endpoint: '', listener: '', secret: '' };
   let subscribed: Record<'endpoint' | 'secret', string[]> = { endpoint: [], secret: [] };
+  const delta = opts.protocol === 'delta';
+  /** Delta: the version of every resource held, announced on reconnect (initial_resource_versions). */
+  const resourceVersions: Record<ResourceKind, Map<string, string>> = { cluster: new Map(), endpoint: new Map(), listener: new Map(), secret: new Map() };
   let stream: AdsStream | null = null;
   let connected = false;
   let stopped = false;
@@ -117,12 +133,35 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
   const namesFor = (kind: ResourceKind): string[] => (WILDCARD.has(kind) ? [] : subscribed[kind as 'endpoint' | 'secret']);
 
   function send(s: AdsStream, kind: ResourceKind, extra: { error_detail?: { code: number; message: string } } = {}): void {
+    if (delta) {
+      // Delta: an ACK/NACK carries only the nonce; subscriptions change through subscribeDelta.
+      s.write({ node, type_url: TYPE_URL[kind], response_nonce: nonces[kind], ...extra });
+      return;
+    }
     s.write({ node, type_url: TYPE_URL[kind], version_info: versions[kind], response_nonce: nonces[kind], resource_names: namesFor(kind), ...extra });
+  }
+
+  /** Delta: the first request of a type on a stream (wildcard for LDS/CDS: an empty subscription list). */
+  function openDelta(s: AdsStream, kind: ResourceKind): void {
+    s.write({
+      node,
+      type_url: TYPE_URL[kind],
+      resource_names_subscribe: namesFor(kind),
+      initial_resource_versions: Object.fromEntries(resourceVersions[kind]),
+    });
+  }
+
+  function subscribeDelta(s: AdsStream, kind: 'endpoint' | 'secret', before: string[], after: string[]): void {
+    const add = after.filter((n) => !before.includes(n));
+    const remove = before.filter((n) => !after.includes(n));
+    if (before.length === 0) return openDelta(s, kind);
+    s.write({ node, type_url: TYPE_URL[kind], resource_names_subscribe: add, resource_names_unsubscribe: remove });
   }
 
   function connect(): void {
     if (stopped) return;
-    const s = (client as unknown as { StreamAggregatedResources(): AdsStream }).StreamAggregatedResources();
+    const ads = client as unknown as { StreamAggregatedResources(): AdsStream; DeltaAggregatedResources(): AdsStream };
+    const s = delta ? ads.DeltaAggregatedResources() : ads.StreamAggregatedResources();
     stream = s;
     let sawResponse = false;
     s.on('data', (raw) => {
@@ -132,7 +171,8 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
         attempt = 0;
         log.info({ server: opts.server }, 'xDS stream established');
       }
-      handleResponse(s, raw);
+      if (delta) handleDelta(s, raw);
+      else handleResponse(s, raw);
     });
     s.on('error', () => {
       /* reported through 'status' */
@@ -153,10 +193,11 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
     });
     // A fresh stream: no nonces; the versions we hold tell the server what we have.
     for (const k of ORDER) nonces[k] = '';
-    send(s, 'cluster');
-    send(s, 'listener');
-    if (subscribed.endpoint.length > 0) send(s, 'endpoint');
-    if (subscribed.secret.length > 0) send(s, 'secret');
+    const open = delta ? openDelta : (st: AdsStream, k: ResourceKind) => send(st, k);
+    open(s, 'cluster');
+    open(s, 'listener');
+    if (subscribed.endpoint.length > 0) open(s, 'endpoint');
+    if (subscribed.secret.length > 0) open(s, 'secret');
   }
 
   function handleResponse(s: AdsStream, raw: unknown): void {
@@ -182,29 +223,95 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
         decoded.push(d.value);
       }
     } catch (err) {
-      const message = err instanceof ResourceError ? err.message : `cannot decode: ${(err as Error).message}`;
-      nacks++;
-      lastNack = { typeUrl: res.type_url, message };
-      log.error({ typeUrl: res.type_url, version: res.version_info, error: message, kept: versions[kind] }, 'xDS resource rejected (NACK); keeping the last good config');
-      send(s, kind, { error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
+      nack(s, kind, res.type_url, res.version_info, err instanceof ResourceError ? err.message : `cannot decode: ${(err as Error).message}`);
       return;
     }
     accept(kind, decoded);
     versions[kind] = res.version_info ?? '';
     acks++;
     send(s, kind);
-    // New clusters or listeners may name other endpoints or secrets: follow them.
+    followSubscriptions(s);
+    tryApply();
+  }
+
+  /** New clusters or listeners may name other endpoints or secrets: follow them. */
+  function followSubscriptions(s: AdsStream): void {
     const wanted = wantedNames(state);
     for (const k of ['endpoint', 'secret'] as const) {
-      if (wanted[k].join('\n') !== subscribed[k].join('\n')) {
-        subscribed = { ...subscribed, [k]: wanted[k] };
-        for (const name of [...(k === 'endpoint' ? state.endpoints : state.secrets).keys()]) {
-          if (!wanted[k].includes(name)) (k === 'endpoint' ? state.endpoints : state.secrets).delete(name);
+      const before = subscribed[k];
+      if (wanted[k].join('\n') === before.join('\n')) continue;
+      subscribed = { ...subscribed, [k]: wanted[k] };
+      const held = k === 'endpoint' ? state.endpoints : state.secrets;
+      for (const name of [...held.keys()]) {
+        if (!wanted[k].includes(name)) {
+          held.delete(name);
+          resourceVersions[k].delete(name);
         }
-        send(s, k);
       }
+      if (delta) subscribeDelta(s, k, before, wanted[k]);
+      else send(s, k);
     }
+  }
+
+  function nack(s: AdsStream, kind: ResourceKind, typeUrl: string, version: string | undefined, message: string): void {
+    nacks++;
+    lastNack = { typeUrl, message };
+    log.error({ typeUrl, version, error: message, kept: versions[kind] }, 'xDS resource rejected (NACK); keeping the last good config');
+    send(s, kind, { error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
+  }
+
+  function handleDelta(s: AdsStream, raw: unknown): void {
+    const parsed = deltaResponse.safeParse(raw);
+    if (!parsed.success) {
+      log.error({ issue: parsed.error.issues[0]?.message }, 'malformed DeltaDiscoveryResponse ignored');
+      return;
+    }
+    const res = parsed.data;
+    const kind = KIND_OF.get(res.type_url);
+    if (!kind) {
+      log.warn({ typeUrl: res.type_url }, 'response of an unsubscribed type ignored');
+      return;
+    }
+    nonces[kind] = res.nonce ?? '';
+    const upserts: Array<{ version: string; value: DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret }> = [];
+    try {
+      for (const r of res.resources ?? []) {
+        if (!r.resource) throw new ResourceError(`resource ${r.name} without a body`);
+        const d = decodeResource(res.type_url, r.resource);
+        if (d.value.name !== r.name) throw new ResourceError(`resource named ${r.name} holds ${d.value.name}`);
+        upserts.push({ version: r.version ?? '', value: d.value });
+      }
+    } catch (err) {
+      nack(s, kind, res.type_url, res.system_version_info, err instanceof ResourceError ? err.message : `cannot decode: ${(err as Error).message}`);
+      return;
+    }
+    const held = mapOf(kind);
+    for (const name of res.removed_resources ?? []) {
+      held.delete(name);
+      resourceVersions[kind].delete(name);
+    }
+    for (const u of upserts) {
+      held.set(u.value.name, u.value);
+      resourceVersions[kind].set(u.value.name, u.version);
+    }
+    versions[kind] = res.system_version_info || versions[kind];
+    acks++;
+    send(s, kind);
+    followSubscriptions(s);
     tryApply();
+  }
+
+  function mapOf(kind: ResourceKind): Map<string, DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret> {
+    switch (kind) {
+      case 'listener':
+        return state.listeners as Map<string, DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret>;
+      case 'cluster':
+        return state.clusters as Map<string, DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret>;
+      case 'endpoint':
+        return state.endpoints as Map<string, DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret>;
+      case 'secret':
+        return state.secrets as Map<string, DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret>;
+    }
   }
 
   function accept(kind: ResourceKind, decoded: Array<DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret>): void {

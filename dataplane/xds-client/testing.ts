@@ -1,5 +1,5 @@
 // Test helpers for the xDS client: Envoy resources in the shared naming contract, and a small
-// State-of-the-World ADS server on @grpc/grpc-js (real gRPC, real Envoy protos) whose snapshot a
+// ADS server (State of the World and delta) on @grpc/grpc-js (real gRPC, real Envoy protos) whose snapshot a
 // test controls and which records every ACK and NACK it receives.
 import * as grpc from '@grpc/grpc-js';
 import { adsClientConstructor, encodeAny, TYPE_URL } from './protos.ts';
@@ -136,7 +136,72 @@ export async function startTestAdsServer(port = 0): Promise<TestAdsServer> {
       call.on('error', () => undefined);
       call.on('close', () => streams.delete(st));
     },
+    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      const st: DeltaState = { call, subs: new Map(), held: new Map(), nonce: 0 };
+      deltaStreams.add(st);
+      call.on('data', (raw: unknown) => {
+        const req = raw as {
+          type_url: string;
+          response_nonce?: string;
+          resource_names_subscribe?: string[];
+          resource_names_unsubscribe?: string[];
+          initial_resource_versions?: Record<string, string>;
+          error_detail?: { message?: string };
+        };
+        const subscribe = req.resource_names_subscribe ?? [];
+        const unsubscribe = req.resource_names_unsubscribe ?? [];
+        if (req.response_nonce) {
+          events.push({ typeUrl: req.type_url, version: '', nonce: req.response_nonce, names: subscribe, error: req.error_detail?.message ?? null });
+          if (subscribe.length === 0 && unsubscribe.length === 0) return;
+        }
+        let sub = st.subs.get(req.type_url);
+        if (sub === undefined) {
+          sub = subscribe.length === 0 || subscribe.includes('*') ? 'wildcard' : new Set(subscribe);
+          st.held.set(req.type_url, new Map(Object.entries(req.initial_resource_versions ?? {})));
+        } else if (sub !== 'wildcard') {
+          for (const n of subscribe) sub.add(n);
+          for (const n of unsubscribe) {
+            sub.delete(n);
+            st.held.get(req.type_url)?.delete(n);
+          }
+        }
+        st.subs.set(req.type_url, sub);
+        pushDelta(st, req.type_url);
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => undefined);
+      call.on('close', () => deltaStreams.delete(st));
+    },
   });
+  // Delta: per stream, which names of each type it subscribed and which version of each it holds.
+  interface DeltaState {
+    call: grpc.ServerDuplexStream<unknown, unknown>;
+    subs: Map<string, Set<string> | 'wildcard'>;
+    held: Map<string, Map<string, string>>;
+    nonce: number;
+  }
+  const deltaStreams = new Set<DeltaState>();
+  const pushDelta = (st: DeltaState, typeUrl: string): void => {
+    const snap = snapshot.get(typeUrl);
+    const sub = st.subs.get(typeUrl);
+    if (!snap || !sub) return;
+    const held = st.held.get(typeUrl) ?? new Map<string, string>();
+    st.held.set(typeUrl, held);
+    const wants = (n: string) => sub === 'wildcard' || sub.has(n);
+    const changed = snap.items.filter((i) => wants(i.name) && held.get(i.name) !== snap.version);
+    const removed = [...held.keys()].filter((n) => wants(n) && !snap.items.some((i) => i.name === n));
+    if (changed.length === 0 && removed.length === 0) return;
+    for (const i of changed) held.set(i.name, snap.version);
+    for (const n of removed) held.delete(n);
+    st.nonce++;
+    st.call.write({
+      system_version_info: snap.version,
+      type_url: typeUrl,
+      nonce: `d${st.nonce}`,
+      resources: changed.map((i) => ({ name: i.name, version: snap.version, resource: i.resource })),
+      removed_resources: removed,
+    });
+  };
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
@@ -144,14 +209,16 @@ export async function startTestAdsServer(port = 0): Promise<TestAdsServer> {
     address: `127.0.0.1:${bound}`,
     port: bound,
     events,
-    streams: () => streams.size,
+    streams: () => streams.size + deltaStreams.size,
     set(typeUrl, version, items) {
       snapshot.set(typeUrl, { version, items });
       for (const st of streams) if (st.names.has(typeUrl)) push(st, typeUrl);
+      for (const st of deltaStreams) pushDelta(st, typeUrl);
     },
     stop: () =>
       new Promise<void>((resolve) => {
         for (const st of streams) st.call.end();
+        for (const st of deltaStreams) st.call.end();
         server.forceShutdown();
         resolve();
       }),
