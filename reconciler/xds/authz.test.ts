@@ -52,6 +52,17 @@ describe('egress', () => {
     expect(v.allowed && v.candidates.map((c) => c.peer)).toEqual(['north']);
   });
 
+  it('invalidate() restarts the round-robin rotation', () => {
+    const authz = createAuthorizer({ slice: fixed(westSlice(pki, [ALLOW_ALL('west')])), clientAttributes: byAddress });
+    const firstPeer = () => {
+      const v = authz.egress(egressCheck());
+      return v.allowed ? v.candidates[0]?.peer : null;
+    };
+    expect([firstPeer(), firstPeer()]).toEqual(['east', 'north']);
+    authz.invalidate();
+    expect(firstPeer()).toBe('east');
+  });
+
   it('static keeps the written order; random picks the first with the given random source', () => {
     const slice = westSlice(pki, [ALLOW_ALL('west')], [dbImport({ lbScheme: 'static' }), dbImport({ name: 'db-random', lbScheme: 'random' })]);
     const authz = createAuthorizer({ slice: fixed(slice), clientAttributes: byAddress, random: () => 0.99 });
@@ -160,6 +171,14 @@ describe('ingress', () => {
     const authz = createAuthorizer({ slice: fixed(eastSlice(pki, [ALLOW_ALL('east')])), clientAttributes: () => null });
     expect(authz.ingress(ingressCheck(toDer(pki.north.certificatePem)))).toMatchObject({ allowed: false, status: 403, peer: 'north', explanation: { message: expect.stringContaining('does not import') } });
     expect(authz.ingress(ingressCheck(west(), undefined, 'cache'))).toMatchObject({ allowed: false, status: 404, peer: 'west' });
+  });
+
+  it('refuses a peer on the next call once a new slice removes it', () => {
+    let slice = eastSlice(pki, [ALLOW_ALL('east')]);
+    const authz = createAuthorizer({ slice: () => slice, clientAttributes: () => null });
+    expect(authz.ingress(ingressCheck(west())).allowed).toBe(true);
+    slice = eastSlice(pki, [ALLOW_ALL('east')], { members: ['north'], importers: [] });
+    expect(authz.ingress(ingressCheck(west()))).toMatchObject({ allowed: false, peer: null });
   });
 
   it('honours the clock: an expired certificate is refused', () => {
