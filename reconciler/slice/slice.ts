@@ -1,0 +1,146 @@
+// Fabric × peer → Slice: the part of the fabric one peer needs, and nothing else. Pure and
+// deterministic: the same fabric always gives byte-identical JSON. Peers with no import/export
+// relation to this peer do not appear (the "limit information sharing" promise).
+import { X509Certificate } from 'node:crypto';
+import type { ExportModel, FabricModel, PeerModel } from '../../schema/model.ts';
+import type { Slice, SliceExport, SliceImport, SliceImportSource, SliceMember } from './types.ts';
+
+/** Indexes over a whole fabric, built once and shared by the slices of every peer. */
+export interface FabricIndex {
+  fabric: FabricModel;
+  peers: Map<string, PeerModel>;
+  exports: Map<string, ExportModel>;
+  /** `<exportingPeer>/<ns>/<name>` → importing peers, sorted. */
+  importers: Map<string, string[]>;
+  fingerprints: Map<string, string | null>;
+}
+
+const exportKey = (peer: string, namespace: string, name: string): string => `${peer}/${namespace}/${name}`;
+
+const fingerprintCache = new Map<string, string | null>();
+
+/** SHA-256 of a PEM certificate as lower-case hex; null if it does not parse. Cached by PEM text. */
+export function certificateFingerprint(pem: string | null): string | null {
+  if (pem === null) return null;
+  let fp = fingerprintCache.get(pem);
+  if (fp === undefined) {
+    try {
+      fp = new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase();
+    } catch {
+      fp = null;
+    }
+    if (fingerprintCache.size > 100_000) fingerprintCache.clear();
+    fingerprintCache.set(pem, fp);
+  }
+  return fp;
+}
+
+export function indexFabric(fabric: FabricModel): FabricIndex {
+  const peers = new Map<string, PeerModel>();
+  const exports = new Map<string, ExportModel>();
+  const importers = new Map<string, string[]>();
+  const fingerprints = new Map<string, string | null>();
+  for (const p of fabric.peers) {
+    peers.set(p.name, p);
+    fingerprints.set(p.name, certificateFingerprint(p.certificatePem));
+    for (const e of p.exports) exports.set(exportKey(p.name, e.namespace, e.name), e);
+  }
+  for (const p of fabric.peers) {
+    for (const imp of p.imports) {
+      for (const src of imp.sources) {
+        const k = exportKey(src.peer, src.exportNamespace, src.exportName);
+        if (!exports.has(k)) continue;
+        const list = importers.get(k);
+        if (!list) importers.set(k, [p.name]);
+        else if (!list.includes(p.name)) list.push(p.name);
+      }
+    }
+  }
+  for (const list of importers.values()) list.sort();
+  return { fabric, peers, exports, importers, fingerprints };
+}
+
+function isRevoked(fabric: FabricModel, fingerprint: string | null): boolean {
+  if (fingerprint === null) return false;
+  return fabric.revoked.fingerprints.some((f) => f.replaceAll(':', '').toLowerCase() === fingerprint);
+}
+
+/** The slice of one peer, from a prebuilt index (use `slice` for a one-off). */
+export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
+  const { fabric } = index;
+  const self = index.peers.get(peerName);
+  const revoked = { serials: [...fabric.revoked.serials].sort(), fingerprints: [...fabric.revoked.fingerprints].sort() };
+  if (!self) {
+    // Not (or no longer) a member: an empty slice, so everything this peer had is torn down.
+    return { fabric: fabric.name, self: { name: peerName, labels: {}, gateways: [], certificatePem: null }, caCertificates: [...fabric.caCertificates], revoked, members: [], exports: [], imports: [], policies: [] };
+  }
+
+  const memberGateways = new Map<string, boolean>(); // peer → do we connect to it (need gateways)?
+  const imports: SliceImport[] = self.imports.map((imp) => ({
+    name: imp.name,
+    namespace: imp.namespace,
+    labels: { ...imp.labels },
+    port: imp.port,
+    targetPort: imp.targetPort,
+    lbScheme: imp.lbScheme,
+    sources: imp.sources.map((src): SliceImportSource => {
+      const peer = index.peers.get(src.peer);
+      const exp = index.exports.get(exportKey(src.peer, src.exportNamespace, src.exportName));
+      // A revoked exporter is treated as absent: no tunnel is opened to it.
+      const resolved = peer !== undefined && exp !== undefined && src.peer !== peerName && !isRevoked(fabric, index.fingerprints.get(src.peer) ?? null);
+      if (resolved) memberGateways.set(src.peer, true);
+      return {
+        peer: src.peer,
+        exportName: src.exportName,
+        exportNamespace: src.exportNamespace,
+        resolved,
+        exportLabels: resolved ? { ...exp.labels } : {},
+        exportPort: resolved ? exp.port : null,
+        peerLabels: resolved ? { ...peer.labels } : {},
+        gateways: resolved ? peer.gateways.map((g) => ({ ...g })) : [],
+      };
+    }),
+    source: imp.source,
+  }));
+
+  const exports: SliceExport[] = self.exports.map((e) => {
+    const importers = (index.importers.get(exportKey(peerName, e.namespace, e.name)) ?? []).filter((p) => p !== peerName);
+    for (const p of importers) if (!memberGateways.has(p)) memberGateways.set(p, false);
+    return { name: e.name, namespace: e.namespace, labels: { ...e.labels }, host: e.host, port: e.port, importers: [...importers], source: e.source };
+  });
+
+  const members: SliceMember[] = [...memberGateways.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, connects]) => {
+      const peer = index.peers.get(name)!;
+      return {
+        name,
+        labels: { ...peer.labels },
+        certificateFingerprint: index.fingerprints.get(name) ?? null,
+        gateways: connects ? peer.gateways.map((g) => ({ ...g })) : [],
+      };
+    })
+    // A revoked member stays out: its tunnels close and new ones are refused.
+    .filter((m) => !isRevoked(fabric, m.certificateFingerprint));
+
+  return {
+    fabric: fabric.name,
+    self: { name: self.name, labels: { ...self.labels }, gateways: self.gateways.map((g) => ({ ...g })), certificatePem: self.certificatePem },
+    caCertificates: [...fabric.caCertificates],
+    revoked,
+    members,
+    exports,
+    imports,
+    policies: self.policies.map((p) => ({ ...p })),
+  };
+}
+
+export function slice(fabric: FabricModel, peerName: string): Slice {
+  return sliceFromIndex(indexFabric(fabric), peerName);
+}
+
+/** Every peer's slice, sharing one index (1,000 peers in one pass). */
+export function sliceAll(fabric: FabricModel): Map<string, Slice> {
+  const index = indexFabric(fabric);
+  return new Map(fabric.peers.map((p) => [p.name, sliceFromIndex(index, p.name)]));
+}
