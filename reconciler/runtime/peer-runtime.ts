@@ -1,0 +1,180 @@
+// One peer's reconciler loop: source → slice → diff → data plane configuration → revalidation.
+// The source only hands on revisions that passed its gates; this loop adds the last gate (the
+// revision must produce a usable configuration for this peer) and keeps the last good state
+// serving when any step fails.
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
+import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
+import type { FabricModel } from '../../schema/model.ts';
+import { slice as sliceOf } from '../slice/slice.ts';
+import { diffSlices, type SliceDiff } from '../slice/diff.ts';
+import type { Slice } from '../slice/types.ts';
+import type { AcceptedRevision, FabricSource, SourceStatus } from '../source/types.ts';
+import { createAuthorizer, type SliceAuthorizer } from '../xds/authz.ts';
+import { dataplaneConfigFromSlice, type PeerIdentity } from '../xds/config.ts';
+
+export interface PeerRuntimeOptions {
+  peer: string;
+  source: FabricSource;
+  identity: PeerIdentity;
+  /** Where import listeners bind, and (optionally) where the gateway binds instead of peer.yaml's address. */
+  listen: { egressAddress: string; ingress?: Endpoint | null };
+  clientAttributes: (address: string) => ClientAttributes | null;
+  logger?: Logger;
+  dataplaneLimits?: Partial<DataplaneLimits>;
+  now?: () => Date;
+}
+
+export interface AppliedState {
+  revision: string;
+  /** Monotonic configuration version handed to the data plane. */
+  version: number;
+  at: string;
+  changes: { imports: number; exports: number; policies: number; members: number; tunnelsClosed: number };
+}
+
+export interface PeerRuntimeStatus {
+  peer: string;
+  ready: boolean;
+  source: SourceStatus;
+  applied: AppliedState | null;
+  lastApplyError: { revision: string; message: string; at: string } | null;
+  slice: SliceSummary | null;
+  dataplane: DataplaneStats | null;
+  addresses: ReturnType<Dataplane['addresses']> | null;
+}
+
+export interface SliceSummary {
+  imports: Array<{ ref: string; port: number; lbScheme: string; sources: Array<{ peer: string; export: string; resolved: boolean }> }>;
+  exports: Array<{ ref: string; target: string; importers: string[] }>;
+  members: Array<{ name: string; pinned: boolean }>;
+  policies: Array<{ tier: string; ref: string; action: string; location: string }>;
+}
+
+export interface PeerRuntime {
+  readonly peer: string;
+  status(): PeerRuntimeStatus;
+  /** The fabric of the last applied revision (for the status page's graph). */
+  fabric(): FabricModel | null;
+  slice(): Slice | null;
+  authorizer: SliceAuthorizer;
+  /** Resolves after the next revision this runtime applies (or fails to apply). */
+  nextApply(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function summarizeSlice(s: Slice): SliceSummary {
+  return {
+    imports: s.imports.map((i) => ({
+      ref: `${i.namespace}/${i.name}`,
+      port: i.targetPort ?? i.port,
+      lbScheme: i.lbScheme,
+      sources: i.sources.map((src) => ({ peer: src.peer, export: `${src.exportNamespace}/${src.exportName}`, resolved: src.resolved })),
+    })),
+    exports: s.exports.map((e) => ({ ref: `${e.namespace}/${e.name}`, target: `${e.host}:${e.port}`, importers: [...e.importers] })),
+    members: s.members.map((m) => ({ name: m.name, pinned: m.certificateFingerprint !== null })),
+    policies: s.policies.map((p) => ({ tier: p.tier, ref: p.namespace ? `${p.namespace}/${p.name}` : p.name, action: p.action, location: `${p.source.file}:${p.source.line}` })),
+  };
+}
+
+function countChanges(d: SliceDiff): Omit<AppliedState['changes'], 'tunnelsClosed'> {
+  const n = (k: { added: string[]; changed: string[]; removed: string[] }): number => k.added.length + k.changed.length + k.removed.length;
+  return { imports: n(d.imports), exports: n(d.exports), policies: n(d.policies), members: n(d.members) };
+}
+
+export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRuntime> {
+  const log = opts.logger ?? pino({ level: 'silent' });
+  let currentSlice: Slice | null = null;
+  let currentFabric: FabricModel | null = null;
+  let dataplane: Dataplane | null = null;
+  let applied: AppliedState | null = null;
+  let lastApplyError: PeerRuntimeStatus['lastApplyError'] = null;
+  let version = 0;
+  let closed = false;
+  let waiters: Array<() => void> = [];
+  // Slices are applied one at a time, in the order the source accepted them.
+  let queue: Promise<void> = Promise.resolve();
+
+  const authorizer = createAuthorizer({
+    slice: () => currentSlice ?? emptySlice(opts.peer),
+    clientAttributes: opts.clientAttributes,
+    now: opts.now,
+  });
+
+  async function apply(rev: AcceptedRevision): Promise<void> {
+    const next = sliceOf(rev.fabric, opts.peer);
+    if (!rev.fabric.peers.some((p) => p.name === opts.peer)) {
+      throw new Error(`peer ${opts.peer} is not a member of the fabric at this revision (no peers/${opts.peer}/peer.yaml); keeping the last good configuration`);
+    }
+    const diff = diffSlices(currentSlice, next);
+    const nextVersion = version + 1;
+    // Building the config validates what this peer needs (certificate, gateway) before anything changes.
+    const config: DataplaneConfig = dataplaneConfigFromSlice(next, opts.identity, opts.listen, String(nextVersion));
+    const previousSlice = currentSlice;
+    currentSlice = next;
+    try {
+      if (dataplane) await dataplane.update(config);
+      else dataplane = await startDataplane({ config, authorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits });
+    } catch (err) {
+      currentSlice = previousSlice;
+      throw err;
+    }
+    version = nextVersion;
+    currentFabric = rev.fabric;
+    // Tunnels whose right this revision revoked (peer removed, pin changed, policy now denies) close now.
+    const tunnelsClosed = diff.empty ? 0 : await dataplane.revalidate();
+    applied = { revision: rev.revision, version, at: new Date().toISOString(), changes: { ...countChanges(diff), tunnelsClosed } };
+    lastApplyError = null;
+    log.info({ revision: rev.revision, version, changes: applied.changes }, diff.empty ? 'revision applied (no change for this peer)' : 'revision applied');
+  }
+
+  opts.source.onRevision((rev) => {
+    const run = queue.then(async () => {
+      if (closed) return;
+      try {
+        await apply(rev);
+      } catch (err) {
+        lastApplyError = { revision: rev.revision, message: (err as Error).message, at: new Date().toISOString() };
+        log.error({ revision: rev.revision, err: (err as Error).message }, 'revision not applied; the last good configuration keeps serving');
+        throw err;
+      } finally {
+        const w = waiters;
+        waiters = [];
+        for (const resolve of w) resolve();
+      }
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  });
+
+  await opts.source.start();
+
+  return {
+    peer: opts.peer,
+    authorizer,
+    fabric: () => currentFabric,
+    slice: () => currentSlice,
+    nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    status: () => ({
+      peer: opts.peer,
+      ready: applied !== null,
+      source: opts.source.status(),
+      applied,
+      lastApplyError,
+      slice: currentSlice ? summarizeSlice(currentSlice) : null,
+      dataplane: dataplane ? dataplane.stats() : null,
+      addresses: dataplane ? dataplane.addresses() : null,
+    }),
+    async close() {
+      closed = true;
+      await opts.source.stop();
+      await queue;
+      if (dataplane) await dataplane.close();
+    },
+  };
+}
+
+function emptySlice(peer: string): Slice {
+  return { fabric: '', self: { name: peer, labels: {}, gateways: [], certificatePem: null }, caCertificates: [], revoked: { serials: [], fingerprints: [] }, members: [], exports: [], imports: [], policies: [] };
+}
