@@ -1,5 +1,6 @@
 // Every `clgo` subcommand registers itself here: one module per command (or command group).
 import type { RegisterCommand } from '../context.ts';
 import { register as pki } from './pki.ts';
+import { register as run } from './run.ts';
 
-export const commands: RegisterCommand[] = [pki];
+export const commands: RegisterCommand[] = [pki, run];

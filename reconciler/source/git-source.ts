@@ -1,0 +1,299 @@
+// The Git source: follows one ref of the fabric repository over smart HTTP(S) with isomorphic-git
+// and hands on only revisions that pass every gate, in this order:
+//   fetch → signature (keys of the currently trusted fabric.yaml) → fast-forward → tree → schema.
+// Any failure keeps the last good revision serving and is recorded (revision, stage, file:line).
+// The object store lives in a persistent cache directory: a restart serves the last applied
+// revision from it at once (even with the server down) and fetches only what is new.
+import fs from 'node:fs';
+import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import git from 'isomorphic-git';
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { loadFabricFiles, type LoadLimits } from '../../schema/load.ts';
+import type { FabricModel, LoadResult, SigningKey } from '../../schema/model.ts';
+import { boundedHttpClient, redactUrl, type GitAuth } from './http-client.ts';
+import { readCommitTree, TreeError } from './git-tree.ts';
+import { createRevisionTracker } from './revision-tracker.ts';
+import { splitSignedObject, verifyCommitSignature } from './signatures.ts';
+import type { FabricSource, RevisionListener } from './types.ts';
+
+export type GitRef = { branch: string } | { tag: string } | { commit: string };
+
+/** What is verified when the fabric requires signatures, as in Flux: the commit, the tag, or both. */
+export type VerifyMode = 'head' | 'tag' | 'tag-and-head';
+
+export interface GitSourceOptions {
+  url: string;
+  ref: GitRef;
+  cacheDir: string;
+  pollIntervalMs?: number;
+  auth?: GitAuth;
+  /** Accept history rewrites and rollbacks (off by default). */
+  allowNonFastForward?: boolean;
+  /** Per HTTP request, connect to last byte. */
+  timeoutMs?: number;
+  maxResponseBytes?: number;
+  /** Initial clone depth (shallow); later fetches bring only what is new. */
+  depth?: number;
+  /** Cap of the retry delay while the server is unreachable. */
+  maxBackoffMs?: number;
+  verifyMode?: VerifyMode;
+  /** Keys trusted before any revision was accepted (else the first revision's own fabric.yaml is trusted on first use). */
+  bootstrapSigningKeys?: SigningKey[];
+  limits?: Partial<LoadLimits>;
+  load?: (files: ReadonlyMap<string, Uint8Array>) => LoadResult;
+  logger?: Logger;
+  random?: () => number;
+}
+
+const stateSchema = z.object({ lastAppliedRevision: z.string().regex(/^[0-9a-f]{40}$/).nullable() });
+const REMOTE = 'origin';
+
+export function refLabel(ref: GitRef): string {
+  return 'branch' in ref ? `branch ${ref.branch}` : 'tag' in ref ? `tag ${ref.tag}` : `commit ${ref.commit}`;
+}
+
+export function createGitSource(opts: GitSourceOptions): FabricSource {
+  const log = opts.logger ?? pino({ level: 'silent' });
+  const gitdir = opts.cacheDir;
+  const pollIntervalMs = opts.pollIntervalMs ?? 30_000;
+  const maxBackoffMs = opts.maxBackoffMs ?? 5 * 60_000;
+  const random = opts.random ?? Math.random;
+  const http = boundedHttpClient({ timeoutMs: opts.timeoutMs ?? 20_000, maxResponseBytes: opts.maxResponseBytes ?? 256 * 1024 * 1024, auth: opts.auth });
+  const load = opts.load ?? ((files) => loadFabricFiles(files, { limits: opts.limits }));
+  const shownUrl = redactUrl(opts.url);
+  const tracker = createRevisionTracker({ kind: 'git', url: shownUrl, ref: refLabel(opts.ref) });
+  const cache = {};
+  const statePath = join(gitdir, 'clgo-source-state.json');
+  let trustedFabric: FabricModel | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let failures = 0;
+  let running: Promise<void> = Promise.resolve();
+  let stopped = true;
+  let initialised = false;
+
+  async function init(): Promise<void> {
+    if (initialised) return;
+    await mkdir(gitdir, { recursive: true });
+    if (!fs.existsSync(join(gitdir, 'HEAD'))) await git.init({ fs, gitdir, bare: true, defaultBranch: 'main' });
+    // The remote's URL is re-set on every start so a changed --git URL takes effect with the same cache.
+    await git.addRemote({ fs, gitdir, remote: REMOTE, url: opts.url, force: true });
+    initialised = true;
+  }
+
+  async function saveState(revision: string): Promise<void> {
+    const tmp = `${statePath}.tmp`;
+    await writeFile(tmp, JSON.stringify({ lastAppliedRevision: revision }));
+    await rename(tmp, statePath);
+  }
+
+  /** After a restart: the last applied revision from the cache, before any network call. */
+  async function restoreFromCache(): Promise<void> {
+    let state: z.infer<typeof stateSchema>;
+    try {
+      state = stateSchema.parse(JSON.parse(await readFile(statePath, 'utf8')));
+    } catch {
+      return;
+    }
+    if (!state.lastAppliedRevision) return;
+    try {
+      await process(state.lastAppliedRevision, { restoring: true });
+      log.info({ revision: state.lastAppliedRevision }, 'serving the last applied revision from the cache');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cache state unusable; fetching afresh');
+    }
+  }
+
+  async function fetchHead(): Promise<string> {
+    const hasObjects = tracker.lastApplied() !== null || fs.existsSync(join(gitdir, 'shallow'));
+    const ref = opts.ref;
+    if ('commit' in ref) {
+      // A pinned commit: fetch the default branch's history and require the commit to be in it.
+      await git.fetch({ fs, http, gitdir, url: opts.url, remote: REMOTE, singleBranch: false, tags: false, cache });
+      await git.readCommit({ fs, gitdir, oid: ref.commit, cache });
+      return ref.commit;
+    }
+    if ('tag' in ref) {
+      await git.fetch({ fs, http, gitdir, url: opts.url, remote: REMOTE, ref: `refs/tags/${ref.tag}`, remoteRef: `refs/tags/${ref.tag}`, singleBranch: true, tags: true, cache, ...(hasObjects ? {} : { depth: opts.depth ?? 1 }) });
+      const oid = await git.resolveRef({ fs, gitdir, ref: `refs/tags/${ref.tag}` });
+      return oid;
+    }
+    const result = await git.fetch({ fs, http, gitdir, url: opts.url, remote: REMOTE, ref: ref.branch, singleBranch: true, tags: false, cache, ...(hasObjects ? {} : { depth: opts.depth ?? 1 }) });
+    if (!result.fetchHead) throw new Error(`the server has no ${refLabel(ref)}`);
+    return result.fetchHead;
+  }
+
+  /** Peels an annotated tag to its commit; returns the tag object too (for tag verification). */
+  async function peel(oid: string, depth = 0): Promise<{ commit: string; tag: { oid: string } | null }> {
+    const { type } = await git.readObject({ fs, gitdir, oid, format: 'parsed', cache });
+    if (type !== 'tag') return { commit: oid, tag: null };
+    if (depth > 8) throw new Error('tag chain too long');
+    const t = await git.readTag({ fs, gitdir, oid, cache });
+    const peeled = await peel(t.tag.object, depth + 1);
+    return { commit: peeled.commit, tag: { oid } };
+  }
+
+  async function rawObject(oid: string): Promise<string> {
+    const { object } = await git.readObject({ fs, gitdir, oid, format: 'content', cache });
+    return Buffer.from(object as Uint8Array).toString('utf8');
+  }
+
+  async function isFastForward(from: string, to: string): Promise<boolean> {
+    if (from === to) return true;
+    const check = (): Promise<boolean> => git.isDescendent({ fs, gitdir, oid: to, ancestor: from, depth: 100_000, cache });
+    try {
+      return await check();
+    } catch {
+      // A shallow history may end before `from`: deepen once and ask again.
+      try {
+        if (!('commit' in opts.ref)) {
+          const ref = 'branch' in opts.ref ? opts.ref.branch : `refs/tags/${opts.ref.tag}`;
+          await git.fetch({ fs, http, gitdir, url: opts.url, remote: REMOTE, ref, singleBranch: true, tags: false, depth: 1000, relative: true, cache });
+        }
+        return await check();
+      } catch {
+        return false;
+      }
+    }
+  }
+
+  async function process(head: string, o: { restoring?: boolean } = {}): Promise<void> {
+    const peeled = await peel(head);
+    const revision = peeled.commit;
+    if (!o.restoring && !tracker.isNew(revision)) return;
+    const last = tracker.lastApplied();
+
+    // Signatures are checked against the keys of the fabric we already trust, never the new one's.
+    if (!o.restoring) {
+      const trust = trustedFabric?.repo ?? (opts.bootstrapSigningKeys ? { requireSignedCommits: true, allowedSigningKeys: opts.bootstrapSigningKeys } : null);
+      const mode = opts.verifyMode ?? ('tag' in opts.ref ? 'tag-and-head' : 'head');
+      const requireFromNew = trust === null;
+      if (trust?.requireSignedCommits || requireFromNew) {
+        let keys = trust?.allowedSigningKeys ?? [];
+        let required = trust?.requireSignedCommits ?? false;
+        if (requireFromNew) {
+          // Trust on first use: the first revision's own fabric.yaml says whether signatures are required.
+          const files = await readCommitTree(gitdir, revision, opts.limits, cache);
+          const first = load(files);
+          required = first.ok && first.fabric.repo.requireSignedCommits;
+          keys = first.ok ? first.fabric.repo.allowedSigningKeys : [];
+        }
+        if (required) {
+          if (mode !== 'tag') {
+            const { payload, signature } = splitSignedObject(await rawObject(revision), 'commit');
+            const r = await verifyCommitSignature(payload, signature, keys);
+            if (!r.ok) return tracker.rejected(revision, { stage: 'signature', message: `commit ${revision.slice(0, 12)}: ${r.reason}` });
+          }
+          if (mode !== 'head') {
+            if (!peeled.tag) return tracker.rejected(revision, { stage: 'signature', message: 'verification of the tag was asked for, but the ref is not an annotated tag' });
+            const { payload, signature } = splitSignedObject(await rawObject(peeled.tag.oid), 'tag');
+            const r = await verifyCommitSignature(payload, signature, keys);
+            if (!r.ok) return tracker.rejected(revision, { stage: 'signature', message: `tag: ${r.reason}` });
+          }
+        }
+      }
+      if (last && !opts.allowNonFastForward && !(await isFastForward(last.revision, revision))) {
+        return tracker.rejected(revision, {
+          stage: 'fast-forward',
+          message: `${revision.slice(0, 12)} does not descend from the applied ${last.revision.slice(0, 12)} (history rewrite or rollback); refused — revert with a new commit instead, or set allowNonFastForward`,
+        });
+      }
+    }
+
+    let files: Map<string, Uint8Array>;
+    try {
+      files = await readCommitTree(gitdir, revision, opts.limits, cache);
+    } catch (err) {
+      if (err instanceof TreeError) return tracker.rejected(revision, { stage: 'tree', message: err.message, ...(err.file ? { file: err.file } : {}) });
+      throw err;
+    }
+    const result = load(files);
+    if (!result.ok) {
+      const first = result.errors[0];
+      return tracker.rejected(revision, {
+        stage: 'validate',
+        message: `${result.errors.length} error(s); first: ${first ? `${first.message} — ${first.hint}` : 'unknown'}`,
+        ...(first ? { file: first.file, line: first.line, column: first.column } : {}),
+      });
+    }
+    const { commit } = await git.readCommit({ fs, gitdir, oid: revision, cache });
+    const accepted = await tracker.accept({
+      revision,
+      fabric: result.fabric,
+      files,
+      warnings: result.warnings,
+      committedAt: new Date(commit.committer.timestamp * 1000).toISOString(),
+      message: commit.message.split('\n')[0] ?? '',
+    });
+    if (accepted) {
+      trustedFabric = result.fabric;
+      await saveState(revision);
+    }
+  }
+
+  async function attempt(): Promise<void> {
+    if (tracker.suspended() || stopped) return;
+    let head: string;
+    try {
+      await init();
+      head = await fetchHead();
+      tracker.fetched();
+      failures = 0;
+    } catch (err) {
+      failures++;
+      tracker.rejected(null, { stage: 'fetch', message: (err as Error).message.replaceAll(opts.url, shownUrl) });
+      log.warn({ url: shownUrl, failures, err: (err as Error).message.replaceAll(opts.url, shownUrl) }, 'fetch failed; the last good revision keeps serving');
+      return;
+    }
+    try {
+      await process(head);
+    } catch (err) {
+      // Corrupt objects, unreadable commits: the revision is refused, nothing downstream changes.
+      tracker.rejected(head, { stage: 'tree', message: (err as Error).message });
+    }
+  }
+
+  function nextDelay(): number {
+    if (failures === 0) return pollIntervalMs;
+    const backoff = Math.min(maxBackoffMs, pollIntervalMs * 2 ** Math.min(failures - 1, 20));
+    return Math.max(50, Math.round(backoff * (0.5 + random() / 2)));
+  }
+
+  function schedule(): void {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      timer = null;
+      void refresh().finally(schedule);
+    }, nextDelay());
+    timer.unref?.();
+  }
+
+  function refresh(): Promise<void> {
+    running = running.then(attempt, attempt);
+    return running;
+  }
+
+  return {
+    async start() {
+      stopped = false;
+      await init();
+      await restoreFromCache();
+      await refresh();
+      schedule();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      await running;
+    },
+    onRevision(listener: RevisionListener) {
+      tracker.onRevision(listener);
+    },
+    refresh,
+    status: () => tracker.status(),
+    suspend: (on) => tracker.suspend(on),
+  };
+}
