@@ -1,6 +1,7 @@
 // Every `clgo` subcommand registers itself here: one module per command (or command group).
 import type { RegisterCommand } from '../context.ts';
+import { register as demo } from './demo.ts';
 import { register as pki } from './pki.ts';
 import { register as run } from './run.ts';
 
-export const commands: RegisterCommand[] = [pki, run];
+export const commands: RegisterCommand[] = [demo, pki, run];
