@@ -16,7 +16,7 @@ const LIFETIME_DAYS = 5 * 365;
 const root = dirname(fileURLToPath(import.meta.url));
 const ca = await createCertificateAuthority({ fabricName: FABRIC, lifetimeDays: LIFETIME_DAYS + 30 });
 const header = [
-  '# yaml-language-server: $schema=schema/json/Fabric.json',
+  '# yaml-language-server: $schema=../schema/json/Fabric.json',
   '# Every peer certificate must chain to a CA listed here; clgo validate refuses private keys',
   '# anywhere in this repository. Regenerate with: node --import tsx fabric-example/generate-certs.ts',
   '',

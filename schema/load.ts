@@ -146,9 +146,11 @@ function reportSchemaIssues(obj: { file: FileText; doc: Document.Parsed; source:
       }
       continue;
     }
-    const missing = issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined;
+    // zod 4 does not report the input by default: a field is missing when the document lacks it.
+    const missing = issue.code === 'invalid_type' && !obj.doc.hasIn(path);
+    const where = missing ? (path.length > 1 ? positionOf(obj, path.slice(0, -1), true) : obj.source) : positionOf(obj, path);
     diags.error(
-      positionOf(obj, path, missing),
+      where,
       missing ? 'missing-field' : 'invalid-field',
       formatPath(path),
       missing ? `missing required field "${formatPath(path)}" in ${kind}` : `${formatPath(path) || kind}: ${issue.message}`,
@@ -452,6 +454,7 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
         source: obj.source,
       });
       s.sources.forEach((_, i) => d.sourcePositions.set(`${namespace}/${meta.name}#${i}`, positionOf(obj, ['spec', 'sources', i])));
+      d.sourcePositions.set(`${namespace}/${meta.name}#port`, positionOf(obj, ['spec', s.targetPort !== undefined ? 'targetPort' : 'port']));
       break;
     }
     case 'AccessPolicy':
@@ -475,10 +478,13 @@ function checkSelectors(obj: ParsedObject, spec: z.infer<typeof kindSchemas.Acce
         diags.error(positionOf(obj, ['spec', side, i, 'workloadSets'], true), 'unsupported', `spec.${side}[${i}].workloadSets`, 'workloadSets are not supported (as in ClusterLink)', 'use workloadSelector with matchLabels or matchExpressions');
       }
       const sel = wsos.workloadSelector;
-      const keys = [...Object.keys(sel?.matchLabels ?? {}), ...(sel?.matchExpressions ?? []).map((e) => e.key)];
-      for (const k of keys) {
+      const keys: Array<[string, PropertyKey[]]> = [
+        ...Object.keys(sel?.matchLabels ?? {}).map((k): [string, PropertyKey[]] => [k, ['spec', side, i, 'workloadSelector', 'matchLabels', k]]),
+        ...(sel?.matchExpressions ?? []).map((e, j): [string, PropertyKey[]] => [e.key, ['spec', side, i, 'workloadSelector', 'matchExpressions', j, 'key']]),
+      ];
+      for (const [k, keyPath] of keys) {
         if (!POLICY_ATTRIBUTE_PREFIXES.some((p) => k.startsWith(p))) {
-          diags.warn(positionOf(obj, ['spec', side, i, 'workloadSelector']), 'unknown-attribute', `spec.${side}[${i}].workloadSelector`, `attribute "${k}" is not one ClusterLink defines, so this selector can never match it`, `use peer.clusterlink.net/..., client.clusterlink.net/... or export.clusterlink.net/... (see docs/policy.md)`);
+          diags.warn(positionOf(obj, keyPath, true), 'unknown-attribute', `spec.${side}[${i}].workloadSelector`, `attribute "${k}" is not one ClusterLink defines, so this selector can never match it`, `use peer.clusterlink.net/..., client.clusterlink.net/... or export.clusterlink.net/... (see docs/policy.md)`);
         }
       }
       (sel?.matchExpressions ?? []).forEach((e, j) => {
@@ -521,7 +527,7 @@ function crossCheck(peersList: PeerModel[], drafts: Map<string, PeerDraft>, diag
     for (const imp of p.imports) {
       const listenPort = imp.targetPort ?? imp.port;
       const clash = ports.get(listenPort);
-      if (clash) diags.error(imp.source, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
+      if (clash) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#port`) ?? imp.source, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
       ports.set(listenPort, imp);
       imp.sources.forEach((src, i) => {
         const where = sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`) ?? imp.source;
