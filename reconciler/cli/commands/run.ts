@@ -13,6 +13,7 @@ import { clientLookup, readLocalClients } from '../../runtime/local-clients.ts';
 import { startPeerRuntime } from '../../runtime/peer-runtime.ts';
 import { createDirectorySource } from '../../source/directory-source.ts';
 import type { FabricSource } from '../../source/types.ts';
+import { createWebhookHandler } from '../../source/webhook.ts';
 import { createGitSourceFromFlags, gitFlags, type GitFlags } from './source-flags.ts';
 
 const hostPort = z
@@ -84,6 +85,17 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
       return { fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null, peers: [runtime.status()], flows: fabric ? computeFlows(fabric) : [] };
     },
   });
+  const secretFile = (raw as { webhookSecretFile?: string }).webhookSecretFile;
+  if (secretFile) {
+    if (flags.fabric) throw new UsageError('--webhook-secret-file needs --git (a directory source reacts to file changes by itself)');
+    const secret = readSecretFile(secretFile, 'webhook secret').trim();
+    try {
+      admin.mount('/webhook', createWebhookHandler({ secret, onPush: () => void source.refresh() }));
+    } catch (err) {
+      throw new UsageError(`--webhook-secret-file: ${(err as Error).message}`);
+    }
+    logger.info({ webhook: `${admin.url}/webhook` }, 'push webhook enabled (GitHub, GitLab, Gitea)');
+  }
   logger.info({ admin: admin.url }, `peer ${flags.peer} running; status page ${admin.url}/`);
   ctx.stderr.write(`clgo: peer ${flags.peer} running (status ${admin.url}/); Ctrl-C to stop\n`);
   await new Promise<void>((resolve) => {
@@ -111,7 +123,8 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
     .option('--egress-address <ip>', 'address the import listeners bind to', '127.0.0.1')
     .option('--gateway <host:port>', "gateway bind address (default: the peer's gateway in peer.yaml)")
     .option('--clients <file>', 'attributes of local client processes by source address (YAML)')
-    .option('--admin <host:port>', 'status page, /status.json, /healthz, /readyz', '127.0.0.1:9090')
+    .option('--admin <host:port>', 'status page, /status.json, /healthz, /readyz, /metrics, /webhook', '127.0.0.1:9090')
+    .option('--webhook-secret-file <file>', 'enable POST /webhook for push events (GitHub/Gitea HMAC secret, GitLab token)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'));
   gitFlags(cmd);
   cmd.action(async (opts: Record<string, unknown>) => run(opts, ctx));
