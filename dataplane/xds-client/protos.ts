@@ -27,6 +27,10 @@ const RESOURCE_PROTOS = [
   'envoy/extensions/filters/network/ext_authz/v3/ext_authz.proto',
   'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  // Referenced by the reconciler's resources (reconciler/xds/resources.ts) so they encode and verify.
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto',
+  'envoy/config/bootstrap/v3/bootstrap.proto',
 ];
 
 export function envoyProtoDirs(): string[] {

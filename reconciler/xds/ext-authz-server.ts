@@ -320,12 +320,22 @@ export function checkResponseFor(question: CheckQuestion, verdict: EgressVerdict
     const peer = 'peer' in verdict ? verdict.peer : null;
     return denied(status, verdict.explanation, { verdict: 'deny', peer });
   }
+  const first = 'candidates' in verdict ? verdict.candidates[0] : undefined;
   const meta: VerdictMetadata =
     'candidates' in verdict
       ? {
           verdict: 'allow',
           candidates: verdict.candidates.map((c) => ({ peer: c.peer, exportName: c.exportName, exportNamespace: c.exportNamespace, cluster: `clusterlink/peer/${c.peer}` })),
           client: clientJson(verdict.client),
+          // Flat keys for Envoy's egress listener (reconciler/xds/resources.ts): set_filter_state
+          // routes tcp_proxy to `cluster`, tunneling_config sends `authority` and the client headers.
+          // Envoy tunnels to the first candidate only; cross-peer failover is the Node data plane's.
+          cluster: first ? `clusterlink/peer/${first.peer}` : '',
+          authority: first ? TUNNEL.authority(first.exportName, first.exportNamespace) : '',
+          clientNamespace: verdict.client.namespace ?? '',
+          clientServiceAccount: verdict.client.serviceAccount ?? '',
+          clientLabels: clientAttributeHeaders(verdict.client)[TUNNEL.headers.clientLabels] ?? '',
+          importRef: question.side === 'egress' ? `${question.check.importNamespace}/${question.check.importName}` : '',
         }
       : { verdict: 'allow', peer: verdict.peer, targetHost: verdict.target.host, targetPort: verdict.target.port };
   return { status: { code: OK, message: '' }, ok_response: { headers: [] }, dynamic_metadata: toStruct(meta) };

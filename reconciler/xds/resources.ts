@@ -1,0 +1,236 @@
+// Slice → Envoy xDS resources (Listener, Cluster, ClusterLoadAssignment, Secret) in the naming
+// contract of docs/xds.md, encoded with Envoy's own protos. The same resources drive a real Envoy
+// tunnel pod and the Node data plane's xDS client (which reads the subset it needs; a test holds
+// its decoding equal to dataplaneConfigFromSlice). The mapping table is in docs/xds.md.
+import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
+import { encodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { TUNNEL } from '../../dataplane/contracts.ts';
+import type { Slice } from '../slice/types.ts';
+
+export type AnyResource = { type_url: string; value: Buffer };
+
+export interface XdsResources {
+  listeners: Map<string, AnyResource>;
+  clusters: Map<string, AnyResource>;
+  endpoints: Map<string, AnyResource>;
+  secrets: Map<string, AnyResource>;
+}
+
+export interface ResourceOptions {
+  /** Gateway bind address (0.0.0.0:443 in a pod); default: the peer's first gateway. */
+  ingress?: { address: string; port: number } | null;
+  /** Import listeners bind here (0.0.0.0 in a pod, a loopback address in local mode). */
+  egressAddress: string;
+  /** The reconciler's ext_authz gRPC endpoint as the data plane reaches it. */
+  authz: { host: string; port: number };
+  /** This peer's certificate and key for the identity secret (omit to serve no key, e.g. to Envoy with file-based SDS). */
+  identity?: { certificatePem: string; privateKeyPem: string };
+  /** Per-connection idle time-out of tunnels (s). */
+  idleTimeoutSeconds?: number;
+}
+
+export const XDS_NAMES = {
+  egress: (ns: string, name: string) => `clusterlink/egress/${ns}/${name}`,
+  ingress: 'clusterlink/ingress',
+  peer: (peer: string) => `clusterlink/peer/${peer}`,
+  export: (ns: string, name: string) => `clusterlink/export/${ns}/${name}`,
+  authz: 'clusterlink/authz',
+  identity: 'clusterlink/identity',
+  fabricCa: 'clusterlink/fabric-ca',
+} as const;
+
+const T = {
+  downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  networkExtAuthz: 'type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz',
+  httpExtAuthz: 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz',
+  setFilterState: 'type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config',
+  tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+  httpOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+} as const;
+
+/** Dynamic metadata the egress ext_authz check returns (reconciler/xds/ext-authz-server.ts), read by the filters below. */
+const AUTHZ_NS = 'envoy.filters.network.ext_authz';
+const dyn = (key: string): string => `%DYNAMIC_METADATA(${AUTHZ_NS}:${key})%`;
+
+const struct = (o: Record<string, string>) => ({ fields: Object.fromEntries(Object.entries(o).map(([k, v]) => [k, { stringValue: v }])) });
+const sock = (address: string, port: number) => ({ socket_address: { address, port_value: port } });
+const seconds = (s: number) => ({ seconds: String(s) });
+const ads = { ads: {}, resource_api_version: 'V3' };
+const sds = (name: string) => ({ name, sds_config: ads });
+const tlsParams = { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_3' };
+
+function authzGrpcService(timeoutSeconds = 2) {
+  return { envoy_grpc: { cluster_name: XDS_NAMES.authz }, timeout: seconds(timeoutSeconds) };
+}
+
+function egressListener(slice: Slice, imp: Slice['imports'][number], opts: ResourceOptions): AnyResource {
+  const resolved = imp.sources.filter((s) => s.resolved && s.gateways.length > 0);
+  // The check picks the exporter (egress policy + lbScheme) and says so in dynamic metadata;
+  // set_filter_state points tcp_proxy at that peer's cluster, tunneling_config names the export.
+  const fallback = resolved[0] ? XDS_NAMES.peer(resolved[0].peer) : XDS_NAMES.authz;
+  const clientHeaders = [
+    [TUNNEL.headers.clientNamespace, 'clientNamespace'],
+    [TUNNEL.headers.clientServiceAccount, 'clientServiceAccount'],
+    [TUNNEL.headers.clientLabels, 'clientLabels'],
+    [TUNNEL.headers.importRef, 'importRef'],
+  ] as const;
+  return encodeAny(TYPE_URL.listener, {
+    name: XDS_NAMES.egress(imp.namespace, imp.name),
+    address: sock(opts.egressAddress, imp.targetPort ?? imp.port),
+    metadata: { filter_metadata: { 'clusterlink.net': struct({ kind: 'egress', importNamespace: imp.namespace, importName: imp.name, peer: slice.self.name }) } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.ext_authz',
+            typed_config: encodeAny(T.networkExtAuthz, { stat_prefix: 'clusterlink_egress', grpc_service: authzGrpcService(), transport_api_version: 'V3', failure_mode_allow: false }),
+          },
+          {
+            name: 'envoy.filters.network.set_filter_state',
+            typed_config: encodeAny(T.setFilterState, {
+              on_new_connection: [{ object_key: 'envoy.tcp_proxy.cluster', format_string: { text_format_source: { inline_string: dyn('cluster') } } }],
+            }),
+          },
+          {
+            name: 'envoy.filters.network.tcp_proxy',
+            typed_config: encodeAny(T.tcpProxy, {
+              stat_prefix: `clusterlink_egress_${imp.namespace}_${imp.name}`,
+              cluster: fallback,
+              tunneling_config: {
+                hostname: dyn('authority'),
+                headers_to_add: clientHeaders.map(([header, key]) => ({ header: { key: header, value: dyn(key) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+              },
+              idle_timeout: seconds(opts.idleTimeoutSeconds ?? 3600),
+              max_connect_attempts: { value: 2 },
+            }),
+          },
+        ],
+      },
+    ],
+  });
+}
+
+function ingressListener(slice: Slice, bind: { address: string; port: number }, opts: ResourceOptions): AnyResource {
+  return encodeAny(TYPE_URL.listener, {
+    name: XDS_NAMES.ingress,
+    address: sock(bind.address, bind.port),
+    metadata: { filter_metadata: { 'clusterlink.net': struct({ kind: 'ingress', peer: slice.self.name }) } },
+    listener_filters_timeout: seconds(5),
+    per_connection_buffer_limit_bytes: { value: 1024 * 1024 },
+    filter_chains: [
+      {
+        transport_socket: {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: encodeAny(T.downstreamTls, {
+            require_client_certificate: { value: true },
+            common_tls_context: { tls_params: tlsParams, tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)], validation_context_sds_secret_config: sds(XDS_NAMES.fabricCa) },
+          }),
+        },
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: encodeAny(T.hcm, {
+              stat_prefix: 'clusterlink_ingress',
+              codec_type: 'HTTP1',
+              max_request_headers_kb: { value: TUNNEL.limits.maxHeaderBytes / 1024 },
+              request_headers_timeout: seconds(TUNNEL.limits.headerTimeoutMs / 1000),
+              common_http_protocol_options: { idle_timeout: seconds(opts.idleTimeoutSeconds ?? 3600), max_headers_count: { value: TUNNEL.limits.maxHeaders } },
+              upgrade_configs: [{ upgrade_type: 'CONNECT' }],
+              route_config: {
+                name: XDS_NAMES.ingress,
+                virtual_hosts: slice.exports.map((e) => ({
+                  name: `export/${e.namespace}/${e.name}`,
+                  domains: [TUNNEL.authority(e.name, e.namespace)],
+                  routes: [{ match: { connect_matcher: {} }, route: { cluster: XDS_NAMES.export(e.namespace, e.name), upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: seconds(0) } }],
+                })),
+              },
+              http_filters: [
+                {
+                  name: 'envoy.filters.http.ext_authz',
+                  // The verified client certificate goes to the check: identity never comes from a header.
+                  typed_config: encodeAny(T.httpExtAuthz, { grpc_service: authzGrpcService(), transport_api_version: 'V3', include_peer_certificate: true, failure_mode_allow: false }),
+                },
+                { name: 'envoy.filters.http.router', typed_config: encodeAny(T.router, {}) },
+              ],
+            }),
+          },
+        ],
+      },
+    ],
+  });
+}
+
+function peerCluster(peer: string): AnyResource {
+  return encodeAny(TYPE_URL.cluster, {
+    name: XDS_NAMES.peer(peer),
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ads },
+    connect_timeout: seconds(5),
+    // The remote gateway speaks HTTP/1.1 CONNECT.
+    typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': encodeAny(T.httpOptions, { explicit_http_config: { http_protocol_options: {} } }) },
+    outlier_detection: { consecutive_5xx: { value: 3 }, consecutive_gateway_failure: { value: 3 }, base_ejection_time: seconds(10) },
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: encodeAny(T.upstreamTls, {
+        sni: peer,
+        common_tls_context: {
+          tls_params: tlsParams,
+          tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)],
+          // The CA bundle and pins come by SDS; the SAN must name this very peer.
+          combined_validation_context: {
+            default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: peer } }] },
+            validation_context_sds_secret_config: sds(XDS_NAMES.fabricCa),
+          },
+        },
+      }),
+    },
+  });
+}
+
+function staticCluster(name: string, host: string, port: number, http2 = false): AnyResource {
+  return encodeAny(TYPE_URL.cluster, {
+    name,
+    type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: seconds(5),
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: sock(host, port) } }] }] },
+    ...(http2 ? { typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': encodeAny(T.httpOptions, { explicit_http_config: { http2_protocol_options: {} } }) } } : {}),
+  });
+}
+
+export function buildResources(slice: Slice, opts: ResourceOptions): XdsResources {
+  const out: XdsResources = { listeners: new Map(), clusters: new Map(), endpoints: new Map(), secrets: new Map() };
+  for (const imp of slice.imports) out.listeners.set(XDS_NAMES.egress(imp.namespace, imp.name), egressListener(slice, imp, opts));
+  const bind = opts.ingress !== undefined ? opts.ingress : slice.self.gateways[0] ? { address: slice.self.gateways[0].host, port: slice.self.gateways[0].port } : null;
+  if (slice.exports.length > 0 && bind) out.listeners.set(XDS_NAMES.ingress, ingressListener(slice, bind, opts));
+  out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true));
+  for (const m of slice.members) {
+    if (m.gateways.length === 0) continue;
+    out.clusters.set(XDS_NAMES.peer(m.name), peerCluster(m.name));
+    out.endpoints.set(
+      XDS_NAMES.peer(m.name),
+      encodeAny(TYPE_URL.endpoint, { cluster_name: XDS_NAMES.peer(m.name), endpoints: [{ lb_endpoints: m.gateways.map((g) => ({ endpoint: { address: sock(g.host, g.port) } })) }] }),
+    );
+  }
+  for (const e of slice.exports) out.clusters.set(XDS_NAMES.export(e.namespace, e.name), staticCluster(XDS_NAMES.export(e.namespace, e.name), e.host, e.port));
+  const certificatePem = opts.identity?.certificatePem ?? slice.self.certificatePem;
+  if (opts.identity && certificatePem) {
+    out.secrets.set(XDS_NAMES.identity, encodeAny(TYPE_URL.secret, { name: XDS_NAMES.identity, tls_certificate: { certificate_chain: { inline_string: certificatePem }, private_key: { inline_string: opts.identity.privateKeyPem } } }));
+  }
+  out.secrets.set(
+    XDS_NAMES.fabricCa,
+    encodeAny(TYPE_URL.secret, {
+      name: XDS_NAMES.fabricCa,
+      validation_context: { trusted_ca: { inline_string: slice.caCertificates.join('\n') }, verify_certificate_hash: slice.members.map((m) => m.certificateFingerprint).filter((f): f is string => f !== null) },
+    }),
+  );
+  return out;
+}
+
+/** A stable content hash of one resource (what the ADS server compares to push only changes). */
+export function resourceHash(r: AnyResource): string {
+  return createHash('sha256').update(r.type_url).update(r.value).digest('hex');
+}
