@@ -90,6 +90,8 @@ export interface Explanation {
   location: string | null;
   /** One human line, e.g. `denied by privileged policy deny-edge (peers/east/policies/deny-edge.yaml:3)`. */
   message: string;
+  /** Which selector entries of the deciding policy matched, when a policy decided. */
+  matched?: string | null;
 }
 
 export interface EgressCandidate {

@@ -413,6 +413,35 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
   return { ok: true, fabric, warnings: diags.warnings };
 }
 
+/**
+ * Loads loose AccessPolicy / PrivilegedAccessPolicy files (for `clgo policy eval`): the same parsing,
+ * schema and selector checks as a fabric repository, without the repository layout.
+ */
+export function loadPolicyFiles(
+  files: ReadonlyMap<string, Uint8Array | string>,
+  options: LoadOptions = {},
+): { ok: true; policies: PolicyModel[]; warnings: Diagnostic[] } | { ok: false; errors: Diagnostic[]; warnings: Diagnostic[] } {
+  const limits: LoadLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const diags = new Diagnostics();
+  const d: PeerDraft = { name: 'local', peerYaml: null, certificatePem: null, exports: [], imports: [], policies: [], objects: new Map(), sourcePositions: new Map() };
+  for (const path of [...files.keys()].sort()) {
+    const bytes = files.get(path)!;
+    const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
+    if (size > limits.maxFileBytes) {
+      diags.error(at(path), 'file-too-large', '', `file is ${size} bytes (limit ${limits.maxFileBytes})`, 'split it into smaller files');
+      continue;
+    }
+    const parsed = parseFile(path, decode(bytes), limits, diags);
+    if (!parsed) continue;
+    for (const doc of parsed.docs) {
+      const obj = parseObject(parsed.file, doc, ['AccessPolicy', 'PrivilegedAccessPolicy'], 'a policy file', diags);
+      if (obj) addObject(d, obj, diags);
+    }
+  }
+  if (diags.errors.length > 0) return { ok: false, errors: diags.errors, warnings: diags.warnings };
+  return { ok: true, policies: d.policies.sort(byNsName), warnings: diags.warnings };
+}
+
 function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
   const meta = (obj.data as { metadata: { name: string; namespace?: string; labels?: Record<string, string> } }).metadata;
   const claimed = meta.labels?.['clusterlink.net/peer'];

@@ -5,7 +5,7 @@ import type { ClientAttributes, Explanation } from '../../dataplane/contracts.ts
 import type { FabricModel } from '../../schema/model.ts';
 import { sliceAll } from '../slice/slice.ts';
 import type { Slice } from '../slice/types.ts';
-import { compileSlicePolicies, decideAccess, type CompiledPolicies } from '../xds/authz-policy.ts';
+import { compilePolicies, decideAccess, type CompiledPolicies } from '../policy/index.ts';
 
 export interface ClientProfile {
   /** A short stable name, e.g. `perf/app=iperf-client`. */
@@ -81,7 +81,7 @@ export function computeFlows(fabric: FabricModel, clients?: (peer: string, s: Sl
   const policiesOf = (peer: string): CompiledPolicies => {
     let c = compiled.get(peer);
     if (!c) {
-      c = compileSlicePolicies(slices.get(peer)?.policies ?? []);
+      c = compilePolicies(slices.get(peer)?.policies ?? []);
       compiled.set(peer, c);
     }
     return c;

@@ -18,7 +18,7 @@ import type {
 } from '../../dataplane/contracts.ts';
 import { verifyPeer } from '../pki/verify.ts';
 import type { Slice, SliceExport, SliceImport, SliceMember } from '../slice/types.ts';
-import { compileSlicePolicies, decideAccess, type CompiledPolicies } from './authz-policy.ts';
+import { compilePolicies, decideAccess, type CompiledPolicies } from '../policy/index.ts';
 
 export interface AuthorizerOptions {
   /** The current slice; a new object per revision (caches are keyed on its identity). */
@@ -68,7 +68,7 @@ const EMPTY_CLIENT: ClientAttributes = Object.freeze({ labels: Object.freeze({})
 
 function prepare(slice: Slice): Prepared {
   return {
-    policies: compileSlicePolicies(slice.policies),
+    policies: compilePolicies(slice.policies),
     imports: new Map(slice.imports.map((i) => [ref(i.namespace, i.name), i])),
     exports: new Map(slice.exports.map((e) => [ref(e.namespace, e.name), e])),
     members: new Map(slice.members.map((m) => [m.name, m])),
