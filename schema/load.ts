@@ -2,7 +2,8 @@
 // from the object store) into the typed FabricModel, or into located diagnostics. Pure: no I/O.
 // Every diagnostic names file:line:column, the field path inside the document and a one-line hint.
 import { closest, distance } from 'fastest-levenshtein';
-import { isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
+import jsyaml from 'js-yaml';
+import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { API_VERSION, KINDS, kindSchemas, type Kind } from './kinds.ts';
 import type {
@@ -32,6 +33,20 @@ export const DEFAULT_LIMITS: LoadLimits = {
 
 export interface LoadOptions {
   limits?: Partial<LoadLimits>;
+  /** Reuses the parse of files whose text did not change since the last load with this cache. */
+  cache?: ParseCache;
+}
+
+/**
+ * Parsed documents per file path, keyed by the file's exact text: a reconciler following a
+ * repository keeps one, so a commit touching one file re-parses one file.
+ */
+export class ParseCache {
+  /** @internal */
+  readonly entries = new Map<string, { text: string; objects: ParsedObject[] | null; errors: Diagnostic[]; warnings: Diagnostic[] }>();
+  get size(): number {
+    return this.entries.size;
+  }
 }
 
 /** Every field name any kind knows: the vocabulary for "did you mean" hints. */
@@ -51,12 +66,24 @@ const DIR_KIND: Record<string, Kind[]> = {
   policies: ['AccessPolicy', 'PrivilegedAccessPolicy'],
 };
 
-type FileText = { path: string; text: string; lines: LineCounter };
+/** A file's text; line starts are computed only when a position is asked for. */
+type FileText = { path: string; text: string; lineStarts?: number[] };
+
+/**
+ * One YAML document: its plain data, where it starts, and its full syntax tree (with positions)
+ * built on first use. Valid files never need the tree, so most of a large fabric is parsed once
+ * by the fast parser; errors and cross-reference diagnostics build it for the files involved only.
+ */
+interface ParsedDoc {
+  data: unknown;
+  start: SourceRef;
+  readonly doc: Document.Parsed;
+}
 
 interface ParsedObject {
   kind: Kind;
   file: FileText;
-  doc: Document.Parsed;
+  readonly doc: Document.Parsed;
   source: SourceRef;
   data: unknown;
 }
@@ -80,8 +107,20 @@ function at(file: string, line = 1, column = 1): SourceRef {
 }
 
 function position(file: FileText, offset: number): SourceRef {
-  const p = file.lines.linePos(offset);
-  return { file: file.path, line: p.line, column: p.col };
+  if (!file.lineStarts) {
+    const starts = [0];
+    for (let i = file.text.indexOf('\n'); i !== -1; i = file.text.indexOf('\n', i + 1)) starts.push(i + 1);
+    file.lineStarts = starts;
+  }
+  const starts = file.lineStarts;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((starts[mid] as number) <= offset) lo = mid;
+    else hi = mid - 1;
+  }
+  return { file: file.path, line: lo + 1, column: offset - (starts[lo] as number) + 1 };
 }
 
 /** Finds the YAML node at a field path; with `key`, the position of the last key itself. */
@@ -165,11 +204,78 @@ function hintFor(issue: z.core.$ZodIssue): string {
   return 'fix the value as the message says';
 }
 
-function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagnostics): { file: FileText; docs: Document.Parsed[] } | null {
-  const lines = new LineCounter();
-  const file: FileText = { path, text, lines };
-  const docs = parseAllDocuments(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
-  if (!Array.isArray(docs)) return { file, docs: [] }; // empty stream
+// YAML the fast parser may read exactly as the reference one does: no anchors, aliases, tags,
+// directives, merge keys or explicit document ends. Anything else takes the reference path.
+const NEEDS_REFERENCE_PARSER = /[&*!%]|<<|^\.\.\.|^---[ \t]*[^\s#]/m;
+
+/** Start of each document's first content line, or null when the layout is not a simple one. */
+function simpleDocumentStarts(file: FileText, count: number): SourceRef[] | null {
+  if (count === 1 && !file.text.startsWith('---') && !file.text.includes('\n---')) {
+    // One document without markers (the common case): it starts at the first content line.
+    const m = /^[ \t]*[^\s#]/m.exec(file.text);
+    return [position(file, m ? m.index : 0)];
+  }
+  const starts: number[] = [];
+  let current: number | null = null; // content offset of the document being read
+  let marker: number | null = null; // offset of its `---`, if any
+  let opened = false;
+  const lines = file.text.split('\n');
+  let offset = 0;
+  for (const line of lines) {
+    const trimmed = line.trimStart();
+    if (/^---\s*(#.*)?$/.test(line)) {
+      if (opened || current !== null) starts.push(current ?? marker ?? offset);
+      opened = true;
+      current = null;
+      marker = offset;
+    } else if (current === null && trimmed !== '' && !trimmed.startsWith('#')) {
+      current = offset;
+      opened = true;
+    }
+    offset += line.length + 1;
+  }
+  if (opened) starts.push(current ?? marker ?? 0);
+  if (starts.length !== count) return null;
+  return starts.map((o) => position(file, o));
+}
+
+function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagnostics): { file: FileText; docs: ParsedDoc[] } | null {
+  const file: FileText = { path, text };
+  let tree: Document.Parsed[] | null = null;
+  const referenceTree = (): Document.Parsed[] => {
+    if (!tree) {
+      const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false });
+      tree = Array.isArray(parsed) ? parsed : [];
+    }
+    return tree;
+  };
+  if (!NEEDS_REFERENCE_PARSER.test(text)) {
+    let datas: unknown[] | null = null;
+    try {
+      // CORE_SCHEMA: YAML 1.2 core types only (no timestamps, no merge keys), as the reference parser reads them.
+      datas = jsyaml.loadAll(text, undefined, { schema: jsyaml.CORE_SCHEMA, json: false });
+    } catch {
+      datas = null; // the reference parser reports the error with its position
+    }
+    const starts = datas ? simpleDocumentStarts(file, datas.length) : null;
+    if (datas && starts) {
+      if (datas.length > limits.maxDocumentsPerFile) {
+        diags.error(at(path), 'too-many-documents', '', `${datas.length} YAML documents in one file (limit ${limits.maxDocumentsPerFile})`, 'split the file');
+        return null;
+      }
+      return {
+        file,
+        docs: datas.map((data, i) => ({
+          data,
+          start: starts[i] as SourceRef,
+          get doc(): Document.Parsed {
+            return referenceTree()[i] as Document.Parsed;
+          },
+        })),
+      };
+    }
+  }
+  const docs = referenceTree();
   if (docs.length > limits.maxDocumentsPerFile) {
     diags.error(at(path), 'too-many-documents', '', `${docs.length} YAML documents in one file (limit ${limits.maxDocumentsPerFile})`, 'split the file');
     return null;
@@ -182,7 +288,25 @@ function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagno
       diags.error(p, 'yaml-syntax', '', `YAML syntax error: ${e.message.split('\n')[0]}`, 'fix the YAML syntax (indentation, quoting, duplicate keys)');
     }
   }
-  return ok ? { file, docs } : null;
+  if (!ok) return null;
+  return { file, docs: docs.map((doc) => ({ data: doc.toJS({ maxAliasCount: 100 }) as unknown, start: docStart(file, doc), doc })) };
+}
+
+/** parseFile + parseObject for one file, through the cache when given (diagnostics are replayed). */
+function parseObjectsCached(path: string, text: string, allowed: Kind[], dirHint: string, limits: LoadLimits, diags: Diagnostics, cache: ParseCache | undefined): ParsedObject[] | null {
+  const hit = cache?.entries.get(path);
+  if (hit && hit.text === text) {
+    for (const d of hit.errors) diags.add(d);
+    for (const d of hit.warnings) diags.add(d);
+    return hit.objects;
+  }
+  const local = new Diagnostics();
+  const parsed = parseFile(path, text, limits, local);
+  const objects = parsed ? parsed.docs.map((d) => parseObject(parsed.file, d, allowed, dirHint, local)).filter((o): o is ParsedObject => o !== null) : null;
+  for (const d of local.errors) diags.add(d);
+  for (const d of local.warnings) diags.add(d);
+  cache?.entries.set(path, { text, objects, errors: local.errors, warnings: local.warnings });
+  return objects;
 }
 
 function docStart(file: FileText, doc: Document.Parsed): SourceRef {
@@ -221,11 +345,17 @@ function lineOfOffset(text: string, offset: number): SourceRef {
 }
 
 /** Parses one YAML document into a checked object of the expected kinds. */
-function parseObject(file: FileText, doc: Document.Parsed, allowed: Kind[], dirHint: string, diags: Diagnostics): ParsedObject | null {
-  const source = docStart(file, doc);
-  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+function parseObject(file: FileText, parsed: ParsedDoc, allowed: Kind[], dirHint: string, diags: Diagnostics): ParsedObject | null {
+  const source = parsed.start;
+  const data = parsed.data;
   if (data === null || data === undefined) return null; // an empty document (e.g. trailing ---)
-  const base = { file, doc, source };
+  const base = {
+    file,
+    source,
+    get doc(): Document.Parsed {
+      return parsed.doc;
+    },
+  };
   if (typeof data !== 'object' || Array.isArray(data)) {
     diags.error(source, 'not-an-object', '', 'a document must be a Kubernetes-style object (apiVersion, kind, metadata, spec)', 'start the document with apiVersion: clusterlink.net/v1alpha1 and kind: ...');
     return null;
@@ -245,12 +375,20 @@ function parseObject(file: FileText, doc: Document.Parsed, allowed: Kind[], dirH
     diags.error(positionOf(base, ['kind']), 'wrong-directory', 'kind', `a ${kind} does not belong in ${dirHint}`, `move it to ${kindHome(kind as Kind)}`);
     return null;
   }
-  const parsed = kindSchemas[kind as Kind].safeParse(data);
-  if (!parsed.success) {
-    reportSchemaIssues(base, kind, parsed.error.issues, diags);
+  const result = kindSchemas[kind as Kind].safeParse(data);
+  if (!result.success) {
+    reportSchemaIssues(base, kind, result.error.issues, diags);
     return null;
   }
-  return { kind: kind as Kind, file, doc, source, data: parsed.data };
+  return {
+    kind: kind as Kind,
+    file,
+    source,
+    data: result.data,
+    get doc(): Document.Parsed {
+      return parsed.doc;
+    },
+  };
 }
 
 function kindHome(kind: Kind): string {
@@ -280,7 +418,7 @@ interface PeerDraft {
   policies: PolicyModel[];
   objects: Map<string, SourceRef>;
   /** Position of each import source (`<ns>/<name>#<index>`), for cross-reference errors. */
-  sourcePositions: Map<string, SourceRef>;
+  sourcePositions: Map<string, () => SourceRef>;
 }
 
 export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>, options: LoadOptions = {}): LoadResult {
@@ -344,11 +482,10 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
       case 'peer':
       case 'objects': {
         sawFabricFile ||= cls.kind === 'fabric';
-        const parsed = parseFile(path, text, limits, diags);
-        if (!parsed) break;
         const allowed: Kind[] = cls.kind === 'fabric' ? ['Fabric'] : cls.kind === 'peer' ? ['Peer'] : DIR_KIND[cls.dir!]!;
         const dirHint = cls.kind === 'objects' ? `peers/${cls.peer}/${cls.dir}/` : path;
-        const objects = parsed.docs.map((d) => parseObject(parsed.file, d, allowed, dirHint, diags)).filter((o): o is ParsedObject => o !== null);
+        const objects = parseObjectsCached(path, text, allowed, dirHint, limits, diags, options.cache);
+        if (!objects) break;
         if (cls.kind === 'fabric') {
           if (objects.length > 1 || fabricObj) diags.error(objects[1]?.source ?? at(path), 'duplicate-fabric', '', 'more than one Fabric object', 'keep exactly one Fabric in fabric.yaml');
           fabricObj ??= objects[0] ?? null;
@@ -375,6 +512,8 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
       return { ok: false, errors: diags.errors, warnings: diags.warnings };
     }
   }
+
+  if (options.cache) for (const p of options.cache.entries.keys()) if (!files.has(p)) options.cache.entries.delete(p);
 
   if (!sawFabricFile) diags.error(at('fabric.yaml'), 'missing-fabric', '', 'fabric.yaml is missing', 'create fabric.yaml with kind: Fabric (clgo create fabric does it)');
 
@@ -482,8 +621,8 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
         lbScheme: s.lbScheme ?? 'round-robin',
         source: obj.source,
       });
-      s.sources.forEach((_, i) => d.sourcePositions.set(`${namespace}/${meta.name}#${i}`, positionOf(obj, ['spec', 'sources', i])));
-      d.sourcePositions.set(`${namespace}/${meta.name}#port`, positionOf(obj, ['spec', s.targetPort !== undefined ? 'targetPort' : 'port']));
+      s.sources.forEach((_, i) => d.sourcePositions.set(`${namespace}/${meta.name}#${i}`, () => positionOf(obj, ['spec', 'sources', i])));
+      d.sourcePositions.set(`${namespace}/${meta.name}#port`, () => positionOf(obj, ['spec', s.targetPort !== undefined ? 'targetPort' : 'port']));
       break;
     }
     case 'AccessPolicy':
@@ -551,31 +690,32 @@ function crossCheck(peersList: PeerModel[], drafts: Map<string, PeerDraft>, diag
   }
 
   for (const p of peersList) {
-    const sourcePositions = drafts.get(p.name)?.sourcePositions ?? new Map<string, SourceRef>();
+    const sourcePositions = drafts.get(p.name)?.sourcePositions ?? new Map<string, () => SourceRef>();
     const ports = new Map<number, ImportModel>();
     for (const imp of p.imports) {
       const listenPort = imp.targetPort ?? imp.port;
       const clash = ports.get(listenPort);
-      if (clash) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#port`) ?? imp.source, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
+      if (clash) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#port`)?.() ?? imp.source, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
       ports.set(listenPort, imp);
       imp.sources.forEach((src, i) => {
-        const where = sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`) ?? imp.source;
+        // Positions only when reporting: computing them needs the file's full syntax tree.
+        const where = (): SourceRef => sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`)?.() ?? imp.source;
         const path = `spec.sources[${i}]`;
         if (!byName.has(src.peer)) {
           const s = peersList.length ? closest(src.peer, peersList.map((x) => x.name)) : null;
-          diags.error(where, 'unknown-peer', `${path}.peer`, `import source names peer "${src.peer}", which is not in the fabric`, s ? `did you mean "${s}"? (peers live in peers/<name>/)` : 'add the peer, or fix the name');
+          diags.error(where(), 'unknown-peer', `${path}.peer`, `import source names peer "${src.peer}", which is not in the fabric`, s ? `did you mean "${s}"? (peers live in peers/<name>/)` : 'add the peer, or fix the name');
         } else if (!exportsByRef.has(`${src.peer}/${src.exportNamespace}/${src.exportName}`)) {
           const candidates = byName.get(src.peer)!.exports.map((e) => `${e.namespace}/${e.name}`);
           const s = candidates.length ? closest(`${src.exportNamespace}/${src.exportName}`, candidates) : null;
-          diags.error(where, 'unknown-export', `${path}.exportName`, `peer ${src.peer} has no export ${src.exportNamespace}/${src.exportName}`, s ? `did you mean ${s}? (see peers/${src.peer}/exports/)` : `peer ${src.peer} exports nothing yet: ask its owners to add peers/${src.peer}/exports/${src.exportName}.yaml`);
+          diags.error(where(), 'unknown-export', `${path}.exportName`, `peer ${src.peer} has no export ${src.exportNamespace}/${src.exportName}`, s ? `did you mean ${s}? (see peers/${src.peer}/exports/)` : `peer ${src.peer} exports nothing yet: ask its owners to add peers/${src.peer}/exports/${src.exportName}.yaml`);
         } else if (src.peer === p.name) {
-          diags.warn(where, 'self-import', `${path}.peer`, `peer ${p.name} imports its own export ${src.exportNamespace}/${src.exportName}`, 'use the local Service directly instead');
+          diags.warn(where(), 'self-import', `${path}.peer`, `peer ${p.name} imports its own export ${src.exportNamespace}/${src.exportName}`, 'use the local Service directly instead');
         }
       });
       const seen = new Set<string>();
       imp.sources.forEach((src, i) => {
         const k = `${src.peer}/${src.exportNamespace}/${src.exportName}`;
-        if (seen.has(k)) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`) ?? imp.source, 'duplicate-source', `spec.sources[${i}]`, `source ${k} is listed twice`, 'remove the duplicate');
+        if (seen.has(k)) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`)?.() ?? imp.source, 'duplicate-source', `spec.sources[${i}]`, `source ${k} is listed twice`, 'remove the duplicate');
         seen.add(k);
       });
     }

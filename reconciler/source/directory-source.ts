@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import { loadFabricFiles, type LoadLimits } from '../../schema/load.ts';
+import { loadFabricFiles, ParseCache, type LoadLimits } from '../../schema/load.ts';
 import type { LoadResult } from '../../schema/model.ts';
 import { FabricReadError, readFabricDir } from '../../schema/read-dir.ts';
 import { createRevisionTracker } from './revision-tracker.ts';
@@ -33,7 +33,9 @@ export function treeRevision(files: ReadonlyMap<string, Uint8Array>): string {
 export function createDirectorySource(opts: DirectorySourceOptions): FabricSource {
   const dir = resolve(opts.dir);
   const debounceMs = opts.debounceMs ?? 200;
-  const load = opts.load ?? ((files) => loadFabricFiles(files, { limits: opts.limits }));
+  // One parse cache per source: a new revision re-parses only the files it changed.
+  const parseCache = new ParseCache();
+  const load = opts.load ?? ((files) => loadFabricFiles(files, { limits: opts.limits, cache: parseCache }));
   const tracker = createRevisionTracker({ kind: 'directory', url: dir });
   let watcher: FSWatcher | null = null;
   let timer: NodeJS.Timeout | null = null;

@@ -11,7 +11,7 @@ import git from 'isomorphic-git';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { loadFabricFiles, type LoadLimits } from '../../schema/load.ts';
+import { loadFabricFiles, ParseCache, type LoadLimits } from '../../schema/load.ts';
 import type { FabricModel, LoadResult, SigningKey } from '../../schema/model.ts';
 import { boundedHttpClient, redactUrl, type GitAuth } from './http-client.ts';
 import { readCommitTree, TreeError } from './git-tree.ts';
@@ -62,7 +62,9 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
   const maxBackoffMs = opts.maxBackoffMs ?? 5 * 60_000;
   const random = opts.random ?? Math.random;
   const http = boundedHttpClient({ timeoutMs: opts.timeoutMs ?? 20_000, maxResponseBytes: opts.maxResponseBytes ?? 256 * 1024 * 1024, auth: opts.auth });
-  const load = opts.load ?? ((files) => loadFabricFiles(files, { limits: opts.limits }));
+  // One parse cache per source: a new revision re-parses only the files it changed.
+  const parseCache = new ParseCache();
+  const load = opts.load ?? ((files) => loadFabricFiles(files, { limits: opts.limits, cache: parseCache }));
   const shownUrl = redactUrl(opts.url);
   const tracker = createRevisionTracker({ kind: 'git', url: shownUrl, ref: refLabel(opts.ref) });
   const cache = {};

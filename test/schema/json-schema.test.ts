@@ -35,3 +35,19 @@ describe('JSON Schema of the fabric kinds', () => {
     expect(exportSchema({ apiVersion: 'clusterlink.net/v1alpha1', kind: 'Export', metadata: { name: 'x', namespace: 'y' }, spec: { port: 80, hots: 'a' } })).toBe(false);
   });
 });
+
+describe('fast and reference YAML paths', () => {
+  it('give the same model, positions included, for the example and a generated fabric', async () => {
+    const { loadFabricFiles } = await import('../../schema/load.ts');
+    const { generateFabricFiles } = await import('../fixtures/generate-fabric.ts');
+    const example = await readFabricDir(EXAMPLE_DIR);
+    for (const files of [new Map<string, Uint8Array | string>(example), generateFabricFiles({ peers: 6, exports: 12, imports: 20, policies: 10 })]) {
+      // A trailing comment holding "&" sends every file through the reference parser, changing nothing else.
+      const forced = new Map([...files].map(([p, b]) => [p, p.endsWith('.yaml') ? `${Buffer.from(b).toString()}\n# & reference parser\n` : b]));
+      const fast = loadFabricFiles(files);
+      const reference = loadFabricFiles(forced);
+      expect(fast.ok).toBe(true);
+      expect(JSON.stringify(fast)).toBe(JSON.stringify(reference));
+    }
+  });
+});
