@@ -73,6 +73,11 @@ export interface DataplaneConfig {
   ingress: IngressListenerConfig | null;
   upstreams: UpstreamPeer[];
   tls: TlsIdentity;
+  /**
+   * Changes whenever what authorization depends on (policies, members, revocations) changes,
+   * though listeners and upstreams may not: a new value makes the data plane re-check open tunnels.
+   */
+  authzRevision?: string | null;
 }
 
 export interface EgressCheck {

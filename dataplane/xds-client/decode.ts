@@ -40,6 +40,8 @@ export interface DecodedCluster {
   edsName: string | null;
   sni: string | null;
   secrets: string[];
+  /** `clusterlink.net` metadata `authz-inputs` (on the ext_authz cluster): changes when policies or members do. */
+  authzInputs: string | null;
 }
 
 export interface DecodedEndpoints {
@@ -143,7 +145,10 @@ function decodeCluster(msg: Record<string, unknown>): DecodedCluster {
     if (typeof tls.sni === 'string' && tls.sni !== '') sni = tls.sni;
   }
   if (peer !== null && !eds) throw new ResourceError(`cluster ${name}: peer clusters must use EDS (type EDS)`);
-  return { name, peer, edsName: eds ? serviceName || name : null, sni, secrets: [...refs.secrets].sort() };
+  const inputs = (msg.metadata as { filter_metadata?: Record<string, { fields?: Record<string, { string_value?: unknown; stringValue?: unknown }> }> } | undefined)?.filter_metadata?.['clusterlink.net']?.fields?.['authz-inputs'];
+  const raw = inputs?.string_value ?? inputs?.stringValue;
+  const authzInputs = typeof raw === 'string' ? raw.slice(0, 128) : null;
+  return { name, peer, edsName: eds ? serviceName || name : null, sni, secrets: [...refs.secrets].sort(), authzInputs };
 }
 
 function decodeEndpoints(msg: Record<string, unknown>): DecodedEndpoints {
@@ -287,6 +292,7 @@ export function assembleConfig(state: ResourceState, self: string, version: stri
       egress,
       ingress,
       upstreams,
+      authzRevision: [...state.clusters.values()].find((c) => c.authzInputs !== null)?.authzInputs ?? null,
       tls: { certificatePem: identity.certificatePem, privateKeyPem: identity.privateKeyPem, caCertificatesPem: ca.caCertificatesPem, allowedPeerFingerprints: ca.pins },
     },
   };

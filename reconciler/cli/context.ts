@@ -25,3 +25,16 @@ export class UsageError extends Error {
 }
 
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
+
+/** Resolves on the first SIGINT or SIGTERM (long-running commands then shut down in order). */
+export function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

@@ -2,7 +2,9 @@
 // of the World and Delta, per-node snapshots, monotonically increasing versions per type, nonces,
 // ACK/NACK bookkeeping (a NACKed version is recorded with the client's error; the client keeps its
 // last ACKed config), subscriptions by name, pushes in warming order (CDS, EDS, SDS, then LDS),
-// and only of what changed (per-resource content hashes).
+// and only of what changed (per-resource content hashes). Besides the four types built from a
+// slice, any other resource type (e.g. RouteConfiguration for gRPC xDS clients) can be served with
+// setResources; such types are pushed after the listeners.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
@@ -14,6 +16,17 @@ const ORDER = [TYPE_URL.cluster, TYPE_URL.endpoint, TYPE_URL.secret, TYPE_URL.li
 type TypeUrl = (typeof ORDER)[number];
 const WILDCARD_TYPES = new Set<string>([TYPE_URL.listener, TYPE_URL.cluster]);
 const MAX_NAMES = 10_000;
+/** Bounds the per-stream and per-node state a client can create by naming types. */
+const MAX_TYPES = 32;
+const TYPE_URL_RE = /^type\.googleapis\.com\/[A-Za-z0-9_.]{1,200}$/;
+/** Delta resource version = prefix of the content hash (what the client echoes in initial_resource_versions). */
+const deltaVersion = (hash: string): string => hash.slice(0, 16);
+/** Types known to this node's snapshot, in push order (slice types first, then others by name). */
+const rank = (t: string): number => {
+  const i = (ORDER as readonly string[]).indexOf(t);
+  return i < 0 ? ORDER.length : i;
+};
+const inPushOrder = (types: Iterable<string>): string[] => [...types].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 
 interface TypeSnapshot {
   version: number;
@@ -40,6 +53,11 @@ export interface AdsServer {
   address: { host: string; port: number };
   /** Replaces a node's resources; streams of that node get what changed. Node id `peer` also serves `peer/<pod>`. */
   setSnapshot(nodeId: string, resources: XdsResources): void;
+  /**
+   * Replaces the resources of one type for a node (any type URL, e.g. RouteConfiguration for a gRPC
+   * xDS client); the node's other types are kept. Resource names are the map keys.
+   */
+  setResources(nodeId: string, typeUrl: string, resources: Map<string, AnyResource>): void;
   status(): AdsStatus;
   /** Resolves when `nodeId` has ACKed the current version of every type it subscribed (or times out → false). */
   waitForAck(nodeId: string, timeoutMs?: number): Promise<boolean>;
@@ -59,7 +77,7 @@ interface Stream {
   call: grpc.ServerDuplexStream<unknown, unknown>;
   nonce: number;
   sotw: Map<string, SotwType>;
-  /** Delta: subscription (null = wildcard) and the version of each resource the client holds. */
+  /** Delta: subscription (null = wildcard) and the version (deltaVersion) of each resource the client holds ('' = unknown: resend). */
   deltaSubs: Map<string, { names: Set<string> | null; held: Map<string, string>; nonce: string | null }>;
 }
 
@@ -105,10 +123,10 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     const snap = snapshotFor(s.node)?.get(type);
     if (!sub || !snap) return;
     const wants = (n: string): boolean => sub.names === null || sub.names.has(n);
-    const changed = [...snap.items.entries()].filter(([name, i]) => wants(name) && sub.held.get(name) !== i.hash);
+    const changed = [...snap.items.entries()].filter(([name, i]) => wants(name) && sub.held.get(name) !== deltaVersion(i.hash));
     const removed = [...sub.held.keys()].filter((n) => !snap.items.has(n) || !wants(n));
     if (changed.length === 0 && removed.length === 0) return;
-    for (const [name, i] of changed) sub.held.set(name, i.hash);
+    for (const [name, i] of changed) sub.held.set(name, deltaVersion(i.hash));
     for (const n of removed) sub.held.delete(n);
     s.nonce++;
     sub.nonce = `d${s.nonce}`;
@@ -117,7 +135,7 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
       system_version_info: String(snap.version),
       type_url: type,
       nonce: sub.nonce,
-      resources: changed.map(([name, i]) => ({ name, version: i.hash.slice(0, 16), resource: i.resource })),
+      resources: changed.map(([name, i]) => ({ name, version: deltaVersion(i.hash), resource: i.resource })),
       removed_resources: removed,
     });
   }
@@ -155,17 +173,25 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
         const req = raw as { node?: { id?: string }; type_url?: string; version_info?: string; response_nonce?: string; resource_names?: string[]; error_detail?: { message?: string } };
         if (!bindNode(s, req)) return;
         const type = req.type_url ?? '';
-        if (!(ORDER as readonly string[]).includes(type)) return;
-        const names = (req.resource_names ?? []).slice(0, MAX_NAMES).sort();
+        if (!TYPE_URL_RE.test(type)) return;
         let sub = s.sotw.get(type);
         const isNew = !sub;
-        if (!sub) s.sotw.set(type, (sub = { names: null, sentVersion: null, nonce: null, lastSentNames: '' }));
+        if (!sub) {
+          if (s.sotw.size >= MAX_TYPES) return;
+          s.sotw.set(type, (sub = { names: null, sentVersion: null, nonce: null, lastSentNames: '' }));
+        }
+        // A reply to an older response is stale: a newer one is on its way, and the client's reply
+        // to that one carries its current subscription. Ignore it whole — also its names, or a
+        // subscription change would be taken as already answered and never served.
+        // The first request of a type on this stream is a subscription even if it carries a nonce
+        // (a client resuming after a reconnect): that nonce is of another stream.
+        const reply = !isNew && Boolean(req.response_nonce);
+        if (reply && req.response_nonce !== sub.nonce) return;
+        const names = (req.resource_names ?? []).slice(0, MAX_NAMES).sort();
         const newNames = names.length === 0 && WILDCARD_TYPES.has(type) ? null : names;
         const namesChanged = JSON.stringify(newNames) !== JSON.stringify(sub.names);
         sub.names = newNames;
-        if (req.response_nonce) {
-          // A reply to an older response is stale: a newer one is on its way.
-          if (req.response_nonce !== sub.nonce) return;
+        if (reply) {
           onAckOrNack(s, type, req.version_info ?? '', req.error_detail?.message);
           if (!namesChanged) return;
         }
@@ -182,20 +208,29 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
         const req = raw as { node?: { id?: string }; type_url?: string; response_nonce?: string; resource_names_subscribe?: string[]; resource_names_unsubscribe?: string[]; initial_resource_versions?: Record<string, string>; error_detail?: { message?: string } };
         if (!bindNode(s, req)) return;
         const type = req.type_url ?? '';
-        if (!(ORDER as readonly string[]).includes(type)) return;
+        if (!TYPE_URL_RE.test(type)) return;
         const subscribe = (req.resource_names_subscribe ?? []).slice(0, MAX_NAMES);
         const unsubscribe = (req.resource_names_unsubscribe ?? []).slice(0, MAX_NAMES);
         let sub = s.deltaSubs.get(type);
         if (!sub) {
-          sub = { names: subscribe.length === 0 || subscribe.includes('*') ? null : new Set(subscribe), held: new Map(), nonce: null };
-          // Versions the client says it holds are our content hashes (prefix): keep matching ones.
+          if (s.deltaSubs.size >= MAX_TYPES) return;
+          // An empty first subscription is the legacy wildcard (Listener and Cluster only).
+          const wildcard = subscribe.includes('*') || (subscribe.length === 0 && WILDCARD_TYPES.has(type));
+          sub = { names: wildcard ? null : new Set(subscribe), held: new Map(), nonce: null };
+          // Versions the client says it holds are our deltaVersion of the content: matching ones are not resent.
           for (const [n, v] of Object.entries(req.initial_resource_versions ?? {}).slice(0, MAX_NAMES)) sub.held.set(n, v);
           s.deltaSubs.set(type, sub);
-        } else if (sub.names !== null) {
-          for (const n of subscribe) sub.names.add(n);
+        } else {
+          for (const n of subscribe) {
+            if (n === '*') sub.names = null;
+            else if (sub.names !== null && sub.names.size < MAX_NAMES) sub.names.add(n);
+          }
           for (const n of unsubscribe) {
-            sub.names.delete(n);
-            sub.held.delete(n);
+            if (n === '*') sub.names ??= new Set();
+            else if (sub.names !== null) {
+              sub.names.delete(n);
+              sub.held.delete(n);
+            }
           }
         }
         if (req.response_nonce) {
@@ -203,8 +238,9 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
             const snap = s.node ? snapshotFor(s.node)?.get(type) : undefined;
             onAckOrNack(s, type, snap ? String(snap.version) : '', req.error_detail?.message);
             if (req.error_detail?.message) {
-              // Forget what the client refused so the next snapshot resends it.
-              sub.held.clear();
+              // The client kept its previous versions, which we do not know: mark what we sent as
+              // unknown so the next snapshot resends it, but keep the names so removals still reach it.
+              for (const n of sub.held.keys()) sub.held.set(n, '');
             }
           }
           if (subscribe.length === 0 && unsubscribe.length === 0) return;
@@ -217,6 +253,28 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     },
   });
 
+  /** Replaces the given types of a node's snapshot; bumps the version of, and pushes, only those that changed. */
+  function update(nodeId: string, types: Array<[string, Map<string, AnyResource>]>): void {
+    let byType = snapshots.get(nodeId);
+    if (!byType) snapshots.set(nodeId, (byType = new Map()));
+    const changedTypes: string[] = [];
+    for (const [type, resources] of types) {
+      const next = new Map([...resources].map(([name, r]) => [name, { resource: r, hash: resourceHash(r) }]));
+      const prev = byType.get(type);
+      const same = prev !== undefined && prev.items.size === next.size && [...next].every(([n, i]) => prev.items.get(n)?.hash === i.hash);
+      if (same) continue;
+      if (!prev && byType.size >= MAX_TYPES) throw new Error(`node ${nodeId}: more than ${MAX_TYPES} resource types`);
+      byType.set(type, { version: (prev?.version ?? 0) + 1, items: next });
+      changedTypes.push(type);
+    }
+    if (changedTypes.length === 0) return;
+    const ordered = inPushOrder(changedTypes);
+    for (const s of streams) {
+      if (!s.node || (s.node !== nodeId && s.node.split('/')[0] !== nodeId)) continue;
+      for (const type of ordered) (s.delta ? pushDelta : pushSotw)(s, type);
+    }
+  }
+
   const host = opts.host ?? '127.0.0.1';
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
@@ -225,22 +283,11 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
   return {
     address: { host, port },
     setSnapshot(nodeId, resources) {
-      let byType = snapshots.get(nodeId);
-      if (!byType) snapshots.set(nodeId, (byType = new Map()));
-      const changedTypes: string[] = [];
-      for (const type of ORDER) {
-        const next = new Map([...typeOfResources(resources, type)].map(([name, r]) => [name, { resource: r, hash: resourceHash(r) }]));
-        const prev = byType.get(type);
-        const same = prev !== undefined && prev.items.size === next.size && [...next].every(([n, i]) => prev.items.get(n)?.hash === i.hash);
-        if (same) continue;
-        byType.set(type, { version: (prev?.version ?? 0) + 1, items: next });
-        changedTypes.push(type);
-      }
-      if (changedTypes.length === 0) return;
-      for (const s of streams) {
-        if (!s.node || (s.node !== nodeId && s.node.split('/')[0] !== nodeId)) continue;
-        for (const type of changedTypes) (s.delta ? pushDelta : pushSotw)(s, type);
-      }
+      update(nodeId, ORDER.map((type) => [type, typeOfResources(resources, type)]));
+    },
+    setResources(nodeId, typeUrl, resources) {
+      if (!TYPE_URL_RE.test(typeUrl)) throw new Error(`not a type URL: ${typeUrl}`);
+      update(nodeId, [[typeUrl, resources]]);
     },
     status() {
       const nodes = new Set([...statusByNode.keys(), ...[...streams].map((s) => s.node).filter((n): n is string => n !== null)]);

@@ -3,6 +3,7 @@
 // plane's xDS client decodes them back into this form (a test holds the two in agreement).
 import type { DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
 import type { Slice } from '../slice/types.ts';
+import { authzInputsHash } from './resources.ts';
 
 export interface ListenOptions {
   /** Gateway bind address; default: this peer's first gateway in peer.yaml (right for local mode). */
@@ -39,6 +40,7 @@ export function dataplaneConfigFromSlice(slice: Slice, identity: PeerIdentity, l
     })),
     ingress: ingress ? { address: ingress.host, port: ingress.port } : null,
     upstreams: slice.members.filter((m) => m.gateways.length > 0).map((m) => ({ peer: m.name, sni: m.name, endpoints: m.gateways.map((g) => ({ host: g.host, port: g.port })) })),
+    authzRevision: authzInputsHash(slice),
     tls: {
       certificatePem,
       privateKeyPem: identity.privateKeyPem,

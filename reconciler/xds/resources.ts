@@ -191,9 +191,10 @@ function peerCluster(peer: string): AnyResource {
   });
 }
 
-function staticCluster(name: string, host: string, port: number, http2 = false): AnyResource {
+function staticCluster(name: string, host: string, port: number, http2 = false, metadata?: Record<string, string>): AnyResource {
   return encodeAny(TYPE_URL.cluster, {
     name,
+    ...(metadata ? { metadata: { filter_metadata: { 'clusterlink.net': struct(metadata) } } } : {}),
     type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: seconds(5),
     load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: sock(host, port) } }] }] },
@@ -206,7 +207,9 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
   for (const imp of slice.imports) out.listeners.set(XDS_NAMES.egress(imp.namespace, imp.name), egressListener(slice, imp, opts));
   const bind = opts.ingress !== undefined ? opts.ingress : slice.self.gateways[0] ? { address: slice.self.gateways[0].host, port: slice.self.gateways[0].port } : null;
   if (slice.exports.length > 0 && bind) out.listeners.set(XDS_NAMES.ingress, ingressListener(slice, bind, opts));
-  out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true));
+  // The authorization inputs (policies, members, revocations) ride on the ext_authz cluster as a hash:
+  // when only they change, this resource changes, so data planes get a push and re-check open tunnels.
+  out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true, { 'authz-inputs': authzInputsHash(slice) }));
   for (const m of slice.members) {
     if (m.gateways.length === 0) continue;
     out.clusters.set(XDS_NAMES.peer(m.name), peerCluster(m.name));
@@ -228,6 +231,12 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
     }),
   );
   return out;
+}
+
+/** Hash of everything authorization decisions depend on besides the resources themselves. */
+export function authzInputsHash(slice: Slice): string {
+  const inputs = { policies: slice.policies, members: slice.members, revoked: slice.revoked, exports: slice.exports.map((e) => [e.namespace, e.name, e.labels, e.importers]), self: slice.self.labels };
+  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 32);
 }
 
 /** A stable content hash of one resource (what the ADS server compares to push only changes). */

@@ -1,0 +1,173 @@
+// The reconciler in a cluster (or anywhere its data planes run in other processes): follows the
+// fabric source, computes this peer's slice, serves it over ADS to every data-plane node of the
+// peer (Envoy tunnel pods, or `clgo dataplane`), answers their ext_authz checks, and hands each
+// accepted slice to an optional target (Kubernetes Services). A revision that fails anywhere
+// before the push leaves the last good snapshot serving.
+import { performance } from 'node:perf_hooks';
+import { pino, type Logger } from 'pino';
+import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { FabricModel } from '../../schema/model.ts';
+import { diffSlices } from '../slice/diff.ts';
+import { slice as sliceOf } from '../slice/slice.ts';
+import type { Slice } from '../slice/types.ts';
+import type { AcceptedRevision, FabricSource, SourceStatus } from '../source/types.ts';
+import { startAdsServer, type AdsServer, type AdsStatus } from '../xds/ads-server.ts';
+import { createAuthorizer, type SliceAuthorizer } from '../xds/authz.ts';
+import type { PeerIdentity } from '../xds/config.ts';
+import { egressResolverFromSlice, startExtAuthzServer, type ExtAuthzServer } from '../xds/ext-authz-server.ts';
+import { buildResources } from '../xds/resources.ts';
+
+/** Where a slice goes besides xDS (Kubernetes Services). Errors are reported, xDS keeps the revision. */
+export interface SliceTarget {
+  applySlice(slice: Slice, revision: string): Promise<unknown>;
+}
+
+export interface ControlPlaneOptions {
+  peer: string;
+  source: FabricSource;
+  identity: PeerIdentity;
+  /** ADS listen address, e.g. 0.0.0.0:18000. */
+  xds: { host: string; port: number };
+  /** ext_authz listen address, and the address data planes use to reach it (a Service name in a cluster). */
+  authz: { host: string; port: number; advertise?: { host: string; port: number } };
+  /** Where data planes bind: import listeners (0.0.0.0 in a pod) and the gateway (e.g. 0.0.0.0:8443 behind a 443 Service). */
+  egressAddress: string;
+  gateway?: { address: string; port: number };
+  /** Serve the peer's private key to data planes over SDS (default true; false when pods mount it themselves). */
+  serveIdentity?: boolean;
+  clientAttributes: (address: string) => ClientAttributes | null;
+  target?: SliceTarget;
+  logger?: Logger;
+  now?: () => Date;
+}
+
+export interface ControlPlaneStatus {
+  peer: string;
+  ready: boolean;
+  source: SourceStatus;
+  applied: { revision: string; at: string; resources: number } | null;
+  lastApplyError: { revision: string; message: string; at: string } | null;
+  target: { revision: string; ok: boolean; error: string | null; at: string } | null;
+  xds: AdsStatus;
+}
+
+export interface ControlPlane {
+  status(): ControlPlaneStatus;
+  slice(): Slice | null;
+  fabric(): FabricModel | null;
+  authorizer: SliceAuthorizer;
+  xdsAddress: { host: string; port: number };
+  authzAddress: string;
+  /** Resolves after the next revision has been processed (applied or refused). */
+  nextApply(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = opts.logger ?? pino({ level: 'silent' });
+  let currentSlice: Slice | null = null;
+  let currentFabric: FabricModel | null = null;
+  let applied: ControlPlaneStatus['applied'] = null;
+  let lastApplyError: ControlPlaneStatus['lastApplyError'] = null;
+  let target: ControlPlaneStatus['target'] = null;
+  let waiters: Array<() => void> = [];
+  let queue: Promise<void> = Promise.resolve();
+  let closed = false;
+
+  const authorizer = createAuthorizer({ slice: () => currentSlice ?? emptySlice(opts.peer), clientAttributes: opts.clientAttributes, now: opts.now });
+  const ads: AdsServer = await startAdsServer({ host: opts.xds.host, port: opts.xds.port, logger: log.child({ component: 'ads' }) });
+  let authz: ExtAuthzServer;
+  try {
+    authz = await startExtAuthzServer({
+      authorizer,
+      resolveEgress: egressResolverFromSlice(() => currentSlice ?? emptySlice(opts.peer)),
+      address: `${opts.authz.host.includes(':') ? `[${opts.authz.host}]` : opts.authz.host}:${opts.authz.port}`,
+      logger: log.child({ component: 'ext-authz' }),
+    });
+  } catch (err) {
+    await ads.close();
+    throw err;
+  }
+  const advertise = opts.authz.advertise ?? { host: opts.authz.host === '0.0.0.0' ? '127.0.0.1' : opts.authz.host, port: authz.port };
+
+  async function apply(rev: AcceptedRevision): Promise<void> {
+    if (!rev.fabric.peers.some((p) => p.name === opts.peer)) {
+      throw new Error(`peer ${opts.peer} is not a member of the fabric at this revision (no peers/${opts.peer}/peer.yaml); keeping the last good configuration`);
+    }
+    const next = sliceOf(rev.fabric, opts.peer);
+    const certificatePem = opts.identity.certificatePem ?? next.self.certificatePem;
+    if (!certificatePem) throw new Error(`peer ${opts.peer} has no certificate: commit peers/${opts.peer}/peer.pem`);
+    // Build everything before anything changes: a resource that cannot be built refuses the revision.
+    const resources = buildResources(next, {
+      egressAddress: opts.egressAddress,
+      ...(opts.gateway ? { ingress: opts.gateway } : {}),
+      authz: advertise,
+      ...(opts.serveIdentity === false ? {} : { identity: { certificatePem, privateKeyPem: opts.identity.privateKeyPem } }),
+    });
+    const diff = diffSlices(currentSlice, next);
+    currentSlice = next;
+    currentFabric = rev.fabric;
+    ads.setSnapshot(opts.peer, resources);
+    const count = resources.listeners.size + resources.clusters.size + resources.endpoints.size + resources.secrets.size;
+    applied = { revision: rev.revision, at: new Date().toISOString(), resources: count };
+    lastApplyError = null;
+    log.info({ revision: rev.revision, resources: count, unchanged: diff.empty }, 'revision served over xDS');
+    if (opts.target) {
+      try {
+        await opts.target.applySlice(next, rev.revision);
+        target = { revision: rev.revision, ok: true, error: null, at: new Date().toISOString() };
+      } catch (err) {
+        target = { revision: rev.revision, ok: false, error: (err as Error).message, at: new Date().toISOString() };
+        log.error({ revision: rev.revision, err: (err as Error).message }, 'applying the slice to the cluster failed; will retry with the next revision');
+      }
+    }
+  }
+
+  opts.source.onRevision((rev) => {
+    const run = queue.then(async () => {
+      if (closed) return;
+      const started = performance.now();
+      try {
+        await apply(rev);
+      } catch (err) {
+        lastApplyError = { revision: rev.revision, message: (err as Error).message, at: new Date().toISOString() };
+        log.error({ revision: rev.revision, err: (err as Error).message }, 'revision not applied; the last good configuration keeps serving');
+        throw err;
+      } finally {
+        log.debug({ ms: performance.now() - started }, 'reconcile');
+        const w = waiters;
+        waiters = [];
+        for (const resolve of w) resolve();
+      }
+    });
+    queue = run.catch(() => undefined);
+    return run;
+  });
+
+  try {
+    await opts.source.start();
+  } catch (err) {
+    await Promise.all([ads.close(), authz.stop()]);
+    throw err;
+  }
+
+  return {
+    authorizer,
+    xdsAddress: ads.address,
+    authzAddress: authz.address,
+    slice: () => currentSlice,
+    fabric: () => currentFabric,
+    nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    status: () => ({ peer: opts.peer, ready: applied !== null, source: opts.source.status(), applied, lastApplyError, target, xds: ads.status() }),
+    async close() {
+      closed = true;
+      await opts.source.stop();
+      await queue;
+      await Promise.all([ads.close(), authz.stop()]);
+    },
+  };
+}
+
+function emptySlice(peer: string): Slice {
+  return { fabric: '', self: { name: peer, labels: {}, gateways: [], certificatePem: null }, caCertificates: [], revoked: { serials: [], fingerprints: [] }, members: [], exports: [], imports: [], policies: [] };
+}
