@@ -289,7 +289,19 @@ function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagno
     }
   }
   if (!ok) return null;
-  return { file, docs: docs.map((doc) => ({ data: doc.toJS({ maxAliasCount: 100 }) as unknown, start: docStart(file, doc), doc })) };
+  const out: ParsedDoc[] = [];
+  for (const doc of docs) {
+    let data: unknown;
+    try {
+      data = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // Unresolved aliases and alias bombs (billion laughs) surface here, not as syntax errors.
+      diags.error(docStart(file, doc), 'yaml-alias', '', `YAML aliases: ${(err as Error).message.split('\n')[0]}`, 'write the values out instead of using anchors and aliases (*name)');
+      return null;
+    }
+    out.push({ data, start: docStart(file, doc), doc });
+  }
+  return { file, docs: out };
 }
 
 /** parseFile + parseObject for one file, through the cache when given (diagnostics are replayed). */
@@ -459,7 +471,9 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
     const cls = classify(path);
     const isTextual = cls.kind !== 'ignored' || /\.(ya?ml|pem|key|crt|txt|md|json|env)$/i.test(path) || size < 1024 * 1024;
     const text = isTextual ? decode(bytes) : '';
-    const keyMatch = PRIVATE_KEY.exec(text);
+    // A file parsed from this exact text before has passed the private-key scan already.
+    const seenBefore = options.cache?.entries.get(path)?.text === text;
+    const keyMatch = seenBefore ? null : PRIVATE_KEY.exec(text);
     if (keyMatch) {
       const p = lineOfOffset(text, keyMatch.index);
       diags.error({ ...p, file: path }, 'private-key', '', 'this file contains a private key: private keys never belong in the fabric repository', 'delete it from the repository (and its history), and keep the key only on the peer that owns it; rotate it, it has been exposed');
@@ -539,6 +553,9 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
 
   crossCheck(peerModels, peers, diags);
 
+  if (sawFabricFile && !fabricObj && diags.errors.length === 0) {
+    diags.error(at('fabric.yaml'), 'missing-fabric', '', 'fabric.yaml holds no Fabric object', 'add the Fabric document (apiVersion: clusterlink.net/v1alpha1, kind: Fabric, metadata.name, spec.caCertificates)');
+  }
   if (!fabricObj || diags.errors.length > 0) return { ok: false, errors: diags.errors, warnings: diags.warnings };
   const f = fabricObj.data as z.infer<typeof kindSchemas.Fabric>;
   const fabric: FabricModel = {

@@ -12,6 +12,7 @@ import { createColors } from 'picocolors';
 import { pino } from 'pino';
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import { startAdminServer, type AdminServer } from '../runtime/admin-server.ts';
+import { createRuntimeMetrics } from '../runtime/metrics.ts';
 import { computeFlows, profileName, type ClientProfile } from '../runtime/flows.ts';
 import { clientLookup, type LocalClients } from '../runtime/local-clients.ts';
 import { startPeerRuntime, type PeerRuntime } from '../runtime/peer-runtime.ts';
@@ -229,7 +230,9 @@ export async function runDemo(opts: DemoOptions): Promise<{ ok: boolean; steps: 
       ready: () => Object.values(runtimes).every((r) => r.status().ready),
       status: () => demoStatus(runtimes),
     });
-    note(`status page: ${admin.url}/`);
+    // One scrape target per peer (the three share this process): /metrics/<peer>.
+    for (const [peer, rt] of Object.entries(runtimes)) admin.mount(`/metrics/${peer}`, createRuntimeMetrics(rt, { defaultLabels: { peer }, processMetrics: peer === 'east' }).handler);
+    note(`status page: ${admin.url}/ (metrics: ${admin.url}/metrics/<peer>)`);
 
     // 4. Allowed traffic
     step('Allowed: east perf client → perf/iperf3 (round-robin over west and edge)');

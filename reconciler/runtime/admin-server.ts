@@ -1,6 +1,7 @@
 // The reconciler's local admin endpoint (127.0.0.1 by default): the status page, `/status.json`
-// for `clgo status`, `/healthz` and `/readyz`, and mount points for more handlers (metrics,
-// webhook). Bounded: small request heads, short time-outs, GET/HEAD only on built-in routes.
+// for `clgo status`, `/healthz`, `/readyz`, `/metrics` (Prometheus text format 0.0.4, when a
+// metrics source is given), and mount points for more handlers (webhook). Bounded: small request
+// heads, short time-outs, GET/HEAD only on built-in routes.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE_HTML } from './status-page.ts';
@@ -14,7 +15,12 @@ export interface AdminServerOptions {
   status: () => unknown;
   /** Ready = the last good configuration is applied. */
   ready: () => boolean;
+  /** Serves GET /metrics (e.g. createRuntimeMetrics(runtime) from ./metrics.ts). */
+  metrics?: { render(): Promise<string>; contentType?: string };
 }
+
+/** Prometheus text exposition format 0.0.4. */
+const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
 
 export interface AdminServer {
   url: string;
@@ -32,11 +38,18 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   routes.set('/status.json', (_req, res) => send(res, 200, 'application/json', JSON.stringify(opts.status())));
   routes.set('/healthz', (_req, res) => send(res, 200, 'text/plain', 'ok\n'));
   routes.set('/readyz', (_req, res) => (opts.ready() ? send(res, 200, 'text/plain', 'ready\n') : send(res, 503, 'text/plain', 'not ready: no configuration applied yet\n')));
+  const metrics = opts.metrics;
+  if (metrics) routes.set('/metrics', async (_req, res) => send(res, 200, metrics.contentType ?? PROMETHEUS_TEXT, await metrics.render()));
+  const builtIn = new Set(routes.keys());
 
   const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
     const handler = routes.get(path);
     if (!handler) return send(res, 404, 'text/plain', `no such endpoint: ${path}\n`);
+    if (builtIn.has(path) && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, 'text/plain', 'GET or HEAD only\n');
+    }
     Promise.resolve(handler(req, res)).catch((err: unknown) => {
       if (!res.headersSent) send(res, 500, 'text/plain', `internal error: ${(err as Error).message}\n`);
       else res.destroy();

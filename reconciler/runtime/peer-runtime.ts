@@ -4,7 +4,7 @@
 // serving when any step fails.
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
+import type { Authorizer, ClientAttributes, DataplaneConfig, Endpoint, EgressVerdict, IngressVerdict } from '../../dataplane/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { slice as sliceOf } from '../slice/slice.ts';
@@ -52,9 +52,37 @@ export interface SliceSummary {
   policies: Array<{ tier: string; ref: string; action: string; location: string }>;
 }
 
+/** A histogram kept over the runtime's life (fixed bounds): counts[i] = observations in (boundsSeconds[i-1], boundsSeconds[i]]; the last entry counts those above the last bound. */
+export interface DurationHistogram {
+  readonly boundsSeconds: readonly number[];
+  counts: number[];
+  sumSeconds: number;
+  count: number;
+}
+
+/** Cumulative counters this runtime keeps for metrics (read at scrape time; never reset). */
+export interface RuntimeTelemetry {
+  /** Revisions handed to this runtime by its source, applied or not. */
+  reconcile: { applied: number; failed: number; durationSeconds: DurationHistogram };
+  /** Data-plane authorization decisions, keyed by direction, result and deciding tier (`unknown` for allowed verdicts, which carry no explanation). */
+  authz: Array<{ direction: 'egress' | 'ingress'; result: 'allowed' | 'denied'; tier: string; count: number }>;
+}
+
+export const RECONCILE_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+function observe(h: DurationHistogram, seconds: number): void {
+  let i = h.boundsSeconds.findIndex((b) => seconds <= b);
+  if (i < 0) i = h.boundsSeconds.length;
+  h.counts[i] = (h.counts[i] ?? 0) + 1;
+  h.sumSeconds += seconds;
+  h.count++;
+}
+
 export interface PeerRuntime {
   readonly peer: string;
   status(): PeerRuntimeStatus;
+  /** Cumulative counters for metrics (reconcile durations and outcomes, authorization decisions). */
+  telemetry(): RuntimeTelemetry;
   /** The fabric of the last applied revision (for the status page's graph). */
   fabric(): FabricModel | null;
   slice(): Slice | null;
@@ -101,6 +129,30 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     clientAttributes: opts.clientAttributes,
     now: opts.now,
   });
+  const reconcile: RuntimeTelemetry['reconcile'] = {
+    applied: 0,
+    failed: 0,
+    durationSeconds: { boundsSeconds: RECONCILE_BUCKETS_SECONDS, counts: new Array<number>(RECONCILE_BUCKETS_SECONDS.length + 1).fill(0), sumSeconds: 0, count: 0 },
+  };
+  // Decisions the data plane asked for (new connections, and re-checks of open tunnels after a
+  // revision change). The exported `authorizer` stays uncounted for explain/status callers.
+  const decisions = new Map<string, number>();
+  const countDecision = (direction: 'egress' | 'ingress', v: EgressVerdict | IngressVerdict): void => {
+    const key = `${direction}|${v.allowed ? 'allowed' : 'denied'}|${v.allowed ? 'unknown' : v.explanation.tier}`;
+    decisions.set(key, (decisions.get(key) ?? 0) + 1);
+  };
+  const countingAuthorizer: Authorizer = {
+    egress(check) {
+      const v = authorizer.egress(check);
+      countDecision('egress', v);
+      return v;
+    },
+    ingress(check) {
+      const v = authorizer.ingress(check);
+      countDecision('ingress', v);
+      return v;
+    },
+  };
 
   async function apply(rev: AcceptedRevision): Promise<void> {
     const next = sliceOf(rev.fabric, opts.peer);
@@ -115,7 +167,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     currentSlice = next;
     try {
       if (dataplane) await dataplane.update(config);
-      else dataplane = await startDataplane({ config, authorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits });
+      else dataplane = await startDataplane({ config, authorizer: countingAuthorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits });
     } catch (err) {
       currentSlice = previousSlice;
       throw err;
@@ -132,13 +184,17 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   opts.source.onRevision((rev) => {
     const run = queue.then(async () => {
       if (closed) return;
+      const started = performance.now();
       try {
         await apply(rev);
+        reconcile.applied++;
       } catch (err) {
+        reconcile.failed++;
         lastApplyError = { revision: rev.revision, message: (err as Error).message, at: new Date().toISOString() };
         log.error({ revision: rev.revision, err: (err as Error).message }, 'revision not applied; the last good configuration keeps serving');
         throw err;
       } finally {
+        observe(reconcile.durationSeconds, (performance.now() - started) / 1000);
         const w = waiters;
         waiters = [];
         for (const resolve of w) resolve();
@@ -156,6 +212,13 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     fabric: () => currentFabric,
     slice: () => currentSlice,
     nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    telemetry: () => ({
+      reconcile: { applied: reconcile.applied, failed: reconcile.failed, durationSeconds: { ...reconcile.durationSeconds, counts: [...reconcile.durationSeconds.counts] } },
+      authz: [...decisions].map(([key, count]) => {
+        const [direction, result, tier] = key.split('|') as ['egress' | 'ingress', 'allowed' | 'denied', string];
+        return { direction, result, tier, count };
+      }),
+    }),
     status: () => ({
       peer: opts.peer,
       ready: applied !== null,

@@ -90,11 +90,16 @@ export function createWebhookHandler(opts: WebhookOptions): (req: IncomingMessag
     res.writeHead(code, { 'content-type': 'text/plain' });
     res.end(`${text}\n`);
   };
+  /** For a body we stopped reading: answer, then drop the connection instead of draining the rest. */
+  const replyAndClose = (req: IncomingMessage, res: ServerResponse, code: number, text: string): void => {
+    res.writeHead(code, { 'content-type': 'text/plain', connection: 'close' });
+    res.end(`${text}\n`, () => req.socket.destroy());
+  };
   return async (req, res) => {
     if (req.method !== 'POST') return reply(res, 405, 'POST only');
     const body = await readBody(req, limit, timeoutMs);
-    if (body === 'too-large') return reply(res, 413, `body over ${limit} bytes`);
-    if (body === 'timeout') return reply(res, 408, 'body not received in time');
+    if (body === 'too-large') return replyAndClose(req, res, 413, `body over ${limit} bytes`);
+    if (body === 'timeout') return replyAndClose(req, res, 408, 'body not received in time');
     const v = verifyWebhook(req.headers, body, opts.secret);
     if (!v.ok) return reply(res, 401, v.reason);
     const event = v.event.toLowerCase();

@@ -1,0 +1,355 @@
+// Prometheus metrics of one peer runtime, on its own Registry (never prom-client's global one, so
+// several runtimes in one process — the demo, the tests — never mix). Nothing is counted here:
+// every value is read at scrape time from the runtime's status(), telemetry() and the data
+// plane's stats(), which keep the cumulative counts. A metric exists only where those sources
+// hold exactly what it means (see docs/operations.md for the list and for what is missing).
+import type http from 'node:http';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { DataplaneStats } from '../../dataplane/dataplane.ts';
+import type { DurationHistogram, PeerRuntime } from './peer-runtime.ts';
+
+export interface RuntimeMetricsOptions {
+  /** Node process metrics (CPU, memory, event loop lag, handles, GC) with the `clgo_` prefix. Default true. */
+  processMetrics?: boolean;
+  /** Labels added to every series (e.g. `{ peer: 'east' }` when several runtimes share a scrape target). */
+  defaultLabels?: Record<string, string>;
+}
+
+export interface RuntimeMetrics {
+  registry: Registry;
+  contentType: string;
+  /** The exposition text (Prometheus text format 0.0.4). */
+  render(): Promise<string>;
+  /** GET/HEAD handler for the admin server's /metrics. */
+  handler(req: http.IncomingMessage, res: http.ServerResponse): Promise<void>;
+}
+
+/** Prometheus text format 0.0.4, as scrapers expect it. */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** Sets a counter to a cumulative value read from a source (values only grow while the runtime lives). */
+function setCounter<L extends string>(c: Counter<L>, labels: Partial<Record<L, string>>, value: number): void {
+  c.inc(labels, Math.max(0, value));
+}
+
+/**
+ * A histogram whose buckets are kept elsewhere (cumulative, fixed bounds) and read at scrape time.
+ * prom-client's Histogram can only observe; this renders the same exposition from the stored counts.
+ */
+class ReadHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => DurationHistogram,
+  ) {}
+  get(): { name: string; help: string; type: string; aggregator: string; values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> } {
+    const h = this.read();
+    const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
+    let cumulative = 0;
+    h.boundsSeconds.forEach((le, i) => {
+      cumulative += h.counts[i] ?? 0;
+      values.push({ metricName: `${this.name}_bucket`, labels: { le }, value: cumulative });
+    });
+    values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf' }, value: h.count });
+    values.push({ metricName: `${this.name}_sum`, labels: {}, value: h.sumSeconds });
+    values.push({ metricName: `${this.name}_count`, labels: {}, value: h.count });
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+  reset(): void {
+    // Values live in the runtime; nothing to reset here.
+  }
+}
+
+/** Quantile of a sample (nearest rank); samples need not be sorted. */
+function quantile(samples: readonly number[], q: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsOptions = {}): RuntimeMetrics {
+  const registry = new Registry();
+  if (opts.defaultLabels) registry.setDefaultLabels(opts.defaultLabels);
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'clgo_' });
+  const registers = [registry];
+  const dp = (): DataplaneStats | null => runtime.status().dataplane;
+
+  // ------------------------------------------------------------ fabric and reconcile
+  new Gauge({
+    name: 'clgo_fabric_revision_info',
+    help: 'The fabric revision whose configuration this peer serves (value 1; absent before the first apply).',
+    labelNames: ['revision'],
+    registers,
+    collect() {
+      this.reset();
+      const applied = runtime.status().applied;
+      if (applied) this.set({ revision: applied.revision }, 1);
+    },
+  });
+  new Gauge({
+    name: 'clgo_fabric_last_good',
+    help: '1 when the newest revision the source saw is the one served (last attempt good); 0 while a fetch, validation or apply failure keeps an older last good revision serving, or before any revision was applied.',
+    registers,
+    collect() {
+      const st = runtime.status();
+      const upToDate = st.applied !== null && st.source.lastError === null && st.lastApplyError === null && st.source.lastAttemptedRevision === st.applied.revision;
+      this.set(upToDate ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'clgo_ready',
+    help: '1 once a configuration is applied (the /readyz condition).',
+    registers,
+    collect() {
+      this.set(runtime.status().ready ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'clgo_fabric_applied_timestamp_seconds',
+    help: 'When the served revision was applied (Unix time).',
+    registers,
+    collect() {
+      this.reset();
+      const applied = runtime.status().applied;
+      if (applied) this.set(Date.parse(applied.at) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'clgo_fabric_config_version',
+    help: 'Monotonic configuration version handed to the data plane (one per applied revision).',
+    registers,
+    collect() {
+      this.set(runtime.status().applied?.version ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'clgo_source_last_fetch_timestamp_seconds',
+    help: 'When the source last fetched (Git) or read (directory) successfully (Unix time).',
+    registers,
+    collect() {
+      this.reset();
+      const t = runtime.status().source.lastFetchTime;
+      if (t) this.set(Date.parse(t) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'clgo_source_last_error_info',
+    help: 'The pending source error by stage (fetch, signature, fast-forward, tree, validate, apply); value is its Unix time. Absent when the last attempt succeeded.',
+    labelNames: ['stage'],
+    registers,
+    collect() {
+      this.reset();
+      const e = runtime.status().source.lastError;
+      if (e) this.set({ stage: e.stage }, Date.parse(e.at) / 1000);
+    },
+  });
+  new Counter({
+    name: 'clgo_reconciles_total',
+    help: 'Revisions handed to this runtime by its source (after the source gates), by outcome of the apply.',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset();
+      const r = runtime.telemetry().reconcile;
+      setCounter(this, { result: 'applied' }, r.applied);
+      setCounter(this, { result: 'failed' }, r.failed);
+    },
+  });
+  new Counter({
+    name: 'clgo_reconcile_errors_total',
+    help: 'Reconcile failures by stage. Only `apply` (slice, configuration, data plane update) is counted: the source keeps no cumulative count of its fetch/signature/fast-forward/tree/validate refusals (see clgo_source_last_error_info).',
+    labelNames: ['stage'],
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, { stage: 'apply' }, runtime.telemetry().reconcile.failed);
+    },
+  });
+  registry.registerMetric(
+    new ReadHistogram('clgo_reconcile_duration_seconds', 'Time to apply one accepted revision: slice, diff, data plane configuration and revalidation of open tunnels.', () => runtime.telemetry().reconcile.durationSeconds) as unknown as Gauge,
+  );
+
+  // ------------------------------------------------------------ authorization
+  new Counter({
+    name: 'clgo_authz_decisions_total',
+    help: 'Authorization decisions asked by the data plane (new connections, and re-checks of open tunnels after a revision change), by direction, result and deciding tier (privileged, user, default; `unknown` for allowed verdicts, which do not carry their tier).',
+    labelNames: ['direction', 'result', 'tier'],
+    registers,
+    collect() {
+      this.reset();
+      for (const d of runtime.telemetry().authz) setCounter(this, { direction: d.direction, result: d.result, tier: d.tier }, d.count);
+    },
+  });
+
+  // ------------------------------------------------------------ egress tunnels, per import
+  const perImport = (name: string, help: string, pick: (s: DataplaneStats['egress'][string]) => number, kind: 'counter' | 'gauge'): void => {
+    const config = {
+      name,
+      help,
+      labelNames: ['import'] as const,
+      registers,
+    };
+    if (kind === 'counter') {
+      new Counter({
+        ...config,
+        collect() {
+          this.reset();
+          for (const [ref, s] of Object.entries(dp()?.egress ?? {})) setCounter(this, { import: ref }, pick(s));
+        },
+      });
+    } else {
+      new Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          for (const [ref, s] of Object.entries(dp()?.egress ?? {})) this.set({ import: ref }, pick(s));
+        },
+      });
+    }
+  };
+  perImport('clgo_tunnel_connections_total', 'Local connections accepted by an import listener (whatever came of them).', (s) => s.connections, 'counter');
+  perImport('clgo_tunnel_active', 'Tunnels of an import open now.', (s) => s.active, 'gauge');
+  perImport('clgo_tunnel_denied_total', 'Connections to an import refused by egress policy.', (s) => s.denied, 'counter');
+  perImport('clgo_tunnel_failures_total', 'Connections to an import that no exporter accepted (every allowed exporter failed or refused).', (s) => s.failed, 'counter');
+  perImport('clgo_tunnel_failovers_total', 'Tunnel attempts after the first for one connection (the next exporter endpoint was tried).', (s) => s.failovers, 'counter');
+  new Counter({
+    name: 'clgo_tunnel_bytes_total',
+    help: 'Bytes carried by closed tunnels of an import: direction=out is local client → exporter, in is exporter → client. Counted when a tunnel closes.',
+    labelNames: ['import', 'direction'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [ref, s] of Object.entries(dp()?.egress ?? {})) {
+        setCounter(this, { import: ref, direction: 'out' }, s.bytesOut);
+        setCounter(this, { import: ref, direction: 'in' }, s.bytesIn);
+      }
+    },
+  });
+  new Gauge({
+    name: 'clgo_tunnel_setup_recent_seconds',
+    help: 'Tunnel setup latency (local accept → CONNECT answered 200) over the most recent successful setups (at most 4096 per import), as quantiles. Not a histogram: the data plane keeps a bounded window, not cumulative buckets.',
+    labelNames: ['import', 'quantile'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [ref, s] of Object.entries(dp()?.egress ?? {})) {
+        if (s.setupMs.length === 0) continue;
+        for (const q of [0.5, 0.9, 0.99]) this.set({ import: ref, quantile: String(q) }, quantile(s.setupMs, q) / 1000);
+      }
+    },
+  });
+
+  // ------------------------------------------------------------ exporter endpoints
+  new Counter({
+    name: 'clgo_exporter_attempts_total',
+    help: 'Tunnel attempts to a remote peer\'s gateway endpoint (`peer@host:port`).',
+    labelNames: ['exporter'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.connections);
+    },
+  });
+  new Counter({
+    name: 'clgo_exporter_failures_total',
+    help: 'Failed tunnel attempts to a gateway endpoint (connect, TLS, time-out, non-policy refusal); policy refusals (403/404) are not failures.',
+    labelNames: ['exporter'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.failures);
+    },
+  });
+  new Gauge({
+    name: 'clgo_exporter_ejected',
+    help: '1 while a gateway endpoint is ejected after consecutive failures (new connections skip it).',
+    labelNames: ['exporter'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) this.set({ exporter: key }, e.ejected ? 1 : 0);
+    },
+  });
+
+  // ------------------------------------------------------------ gateway (ingress)
+  const gateway = (name: string, help: string, pick: (g: DataplaneStats['ingress']) => number, kind: 'counter' | 'gauge'): void => {
+    if (kind === 'counter') {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          const g = dp()?.ingress;
+          if (g) setCounter(this, {}, pick(g));
+        },
+      });
+    } else {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          const g = dp()?.ingress;
+          if (g) this.set(pick(g));
+        },
+      });
+    }
+  };
+  gateway('clgo_gateway_connections_total', 'Connections at the gateway that completed mutual TLS with a pinned member certificate.', (g) => g.connections, 'counter');
+  gateway('clgo_gateway_active', 'Tunnels open at the gateway now.', (g) => g.active, 'gauge');
+  gateway('clgo_gateway_denied_total', 'CONNECT requests refused by ingress policy or identity checks (403/404).', (g) => g.denied, 'counter');
+  gateway('clgo_gateway_bad_requests_total', 'Malformed, oversized or timed-out CONNECT request heads.', (g) => g.badRequests, 'counter');
+  gateway('clgo_gateway_upstream_failures_total', 'Allowed tunnels whose exported service could not be reached (502).', (g) => g.upstreamFailures, 'counter');
+  new Counter({
+    name: 'clgo_gateway_bytes_total',
+    help: 'Bytes carried by closed gateway tunnels: direction=in is remote peer → exported service, out is service → remote peer. Counted when a tunnel closes.',
+    labelNames: ['direction'],
+    registers,
+    collect() {
+      this.reset();
+      const g = dp()?.ingress;
+      if (!g) return;
+      setCounter(this, { direction: 'in' }, g.bytesIn);
+      setCounter(this, { direction: 'out' }, g.bytesOut);
+    },
+  });
+  new Counter({
+    name: 'clgo_tls_handshake_failures_total',
+    help: 'Connections refused at the gateway before any request was read, by reason (OpenSSL or socket error code, unpinned-certificate, no-client-certificate, …).',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(dp()?.handshakeFailures ?? {})) setCounter(this, { reason }, n);
+    },
+  });
+  new Counter({
+    name: 'clgo_tunnels_revoked_total',
+    help: 'Open tunnels closed because a new revision revoked their right (peer removed, pin changed, policy now denies).',
+    registers,
+    collect() {
+      this.reset();
+      const s = dp();
+      if (s) setCounter(this, {}, s.revalidationsClosed);
+    },
+  });
+
+  return {
+    registry,
+    contentType: METRICS_CONTENT_TYPE,
+    render: () => registry.metrics(),
+    async handler(req, res) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' });
+        res.end('GET only\n');
+        return;
+      }
+      const body = await registry.metrics();
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    },
+  };
+}
