@@ -344,12 +344,13 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
     expect(tunnel.spec.replicas).toBeGreaterThan(p.spec.minAvailable);
   });
 
-  it('RBAC is least privilege: no wildcards, no Secrets, cluster scope only for services/pods/namespaces/events', () => {
+  it('RBAC is least privilege: no wildcards, no Secrets, cluster scope only for services/endpointslices/pods/namespaces/events', () => {
     const allowed: Record<string, { scope: 'cluster' | 'namespace'; verbs: string[] }> = {
-      services: { scope: 'cluster', verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
-      pods: { scope: 'cluster', verbs: ['get', 'list', 'watch'] },
-      namespaces: { scope: 'cluster', verbs: ['get', 'list'] },
-      events: { scope: 'cluster', verbs: ['create', 'patch'] },
+      services: { scope: 'cluster', verbs: ['list', 'create', 'patch', 'delete'] },
+      endpointslices: { scope: 'cluster', verbs: ['list', 'create', 'patch', 'delete'] },
+      pods: { scope: 'cluster', verbs: ['list', 'watch'] },
+      namespaces: { scope: 'cluster', verbs: ['list'] },
+      events: { scope: 'cluster', verbs: ['create'] },
       leases: { scope: 'namespace', verbs: ['get', 'create', 'update'] },
       configmaps: { scope: 'namespace', verbs: ['get', 'create', 'patch'] },
     };
@@ -426,8 +427,8 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
     const [c, ...more] = reconciler.spec.template.spec.containers;
     expect(more).toEqual([]);
     expect(c!.image).toBe('ghcr.io/clusterlink-gitops/clgo:0.1.0');
-    expect(c!.args).toEqual(['run', '--git', '$(FABRIC_GIT_URL)', '--peer', '$(PEER_NAME)', '--key', '/var/run/clgo/peer/tls.key', '--cert', '/var/run/clgo/peer/tls.crt', '--admin', '0.0.0.0:9090', '--cache', '/var/cache/clgo']);
-    expect(c!.ports?.map((p) => [p.name, p.containerPort])).toEqual([['xds', 18000], ['admin', 9090]]);
+    expect(c!.args!.slice(0, 13)).toEqual(['run', '--git', '$(FABRIC_GIT_URL)', '--peer', '$(PEER_NAME)', '--key', '/var/run/clgo/peer/tls.key', '--cert', '/var/run/clgo/peer/tls.crt', '--admin', '0.0.0.0:9090', '--cache', '/var/cache/clgo']);
+    expect(c!.ports?.map((p) => [p.name, p.containerPort])).toEqual([['xds', 18000], ['authz', 18001], ['admin', 9090]]);
     expect(c!.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'admin' });
     expect(c!.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'admin' });
     const keyVolume = reconciler.spec.template.spec.volumes?.find((v) => v.secret);
@@ -449,11 +450,17 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
     for (const o of run.options.filter((x) => x.mandatory)) expect(args, `required ${o.long}`).toContain(o.long);
   });
 
-  // `clgo run` refuses to start without --local (run.ts: "only local mode is available from the
-  // command line ... in a cluster the reconciler runs from deploy/"), has no flag for the xDS
-  // listener on :18000 and no leader election: the in-cluster mode these manifests run is not
-  // implemented yet.
-  it.todo('reconciler: `clgo run` in cluster mode (no --local) serves xDS on :18000 with leader election');
+  it('reconciler: cluster mode serves xDS and ext_authz on the ports the Service and NetworkPolicy open', () => {
+    const args = reconciler.spec.template.spec.containers[0]!.args!;
+    expect(args).not.toContain('--local');
+    const after = (flag: string): string | undefined => args[args.indexOf(flag) + 1];
+    expect(after('--xds')).toBe('0.0.0.0:18000');
+    expect(after('--authz')).toBe('0.0.0.0:18001');
+    expect(after('--authz-advertise')).toBe(`clgo-reconciler.${NAMESPACE}.svc:18001`);
+    expect(args).toContain('--kube');
+    const svc = service.parse(one(objs, 'Service', 'clgo-reconciler'));
+    expect(svc.spec.ports.map((p) => p.port)).toEqual(expect.arrayContaining([18000, 18001]));
+  });
 
   it('tunnel: Envoy with the generated bootstrap, or the Node data plane (components/node-dataplane)', () => {
     const containers = tunnel.spec.template.spec.containers;

@@ -43,6 +43,9 @@ describe('clgo run --local and clgo status', () => {
     expect(adminUrl, stderr).not.toBe('');
     expect((await fetch(`${adminUrl}/readyz`)).status).toBe(200);
     expect((await fetch(`${adminUrl}/healthz`)).status).toBe(200);
+    const metrics = await fetch(`${adminUrl}/metrics`);
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(await metrics.text()).toMatch(/^clgo_fabric_last_good 1$/m);
     let out = '';
     const stdout = new Writable({ write: (c, _e, cb) => ((out += c.toString()), cb()) });
     const code = await main(['node', 'clgo', 'status', '--admin', adminUrl], { stdout, stderr: stdout });

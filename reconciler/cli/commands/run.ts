@@ -1,12 +1,21 @@
-// `clgo run --local`: the reconciler and the embedded Node data plane for one peer on one host.
-// Imports listen on a local address, the gateway on the peer's committed address (or --gateway),
-// local clients' attributes come from a small file. Runs until SIGINT/SIGTERM.
+// `clgo run`: the reconciler for one peer. Two shapes:
+//  --local : reconciler and the embedded Node data plane in this process, on one host; imports
+//            listen on a local address, local clients' attributes come from a small file.
+//  default : the control plane as it runs in a cluster: serves the slice over ADS (--xds) and
+//            answers ext_authz (--authz) for the peer's data-plane pods (Envoy, or `clgo dataplane`);
+//            with --kube also applies a Service per import and maps Pod IPs to client attributes.
+// Runs until SIGINT/SIGTERM.
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { ClientAttributes } from '../../../dataplane/contracts.ts';
+import { startKubeTarget, type KubeTarget } from '../../kube/index.ts';
+import { startControlPlane } from '../../runtime/control-plane.ts';
+import { createRuntimeMetrics } from '../../runtime/metrics.ts';
 import { z } from 'zod';
-import { UsageError, type CliContext, type RegisterCommand } from '../context.ts';
+import { untilSignal, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
 import { startAdminServer } from '../../runtime/admin-server.ts';
 import { computeFlows } from '../../runtime/flows.ts';
 import { clientLookup, readLocalClients } from '../../runtime/local-clients.ts';
@@ -35,6 +44,13 @@ const runFlags = z.object({
   gateway: hostPort.optional(),
   clients: z.string().optional(),
   admin: hostPort,
+  xds: hostPort,
+  authz: hostPort,
+  authzAdvertise: hostPort.optional(),
+  kube: z.boolean().optional(),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name'),
+  dataplaneSelector: z.string().regex(/^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*(,[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)*$/, 'must be key=value[,key=value]'),
+  serveIdentity: z.boolean(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 });
 
@@ -53,7 +69,6 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
     throw new UsageError(`--${String(i.path[0] ?? '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${i.message}`);
   }
   const flags = parsed.data;
-  if (!flags.local) throw new UsageError('only local mode is available from the command line: add --local (in a cluster the reconciler runs from deploy/)');
   if ((flags.fabric ? 1 : 0) + ((raw as GitFlags).git ? 1 : 0) !== 1) throw new UsageError('give exactly one fabric source: --fabric DIR or --git URL');
   const privateKeyPem = readSecretFile(flags.key, 'private key');
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKeyPem)) throw new UsageError(`${flags.key} does not contain a PEM private key`);
@@ -68,6 +83,10 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
   }
   const logger = pino({ level: flags.logLevel, base: { peer: flags.peer } });
   const source: FabricSource = flags.fabric ? createDirectorySource({ dir: flags.fabric }) : createGitSourceFromFlags(raw as GitFlags, logger);
+  if (!flags.local) {
+    await runControlPlane(flags, source, { privateKeyPem, ...(certificatePem ? { certificatePem } : {}) }, clients, logger, raw, ctx);
+    return;
+  }
   const runtime = await startPeerRuntime({
     peer: flags.peer,
     source,
@@ -80,48 +99,116 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
     host: flags.admin.host,
     port: flags.admin.port,
     ready: () => runtime.status().ready,
+    metrics: createRuntimeMetrics(runtime),
     status: () => {
       const fabric = runtime.fabric();
       return { fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null, peers: [runtime.status()], flows: fabric ? computeFlows(fabric) : [] };
     },
   });
-  const secretFile = (raw as { webhookSecretFile?: string }).webhookSecretFile;
-  if (secretFile) {
-    if (flags.fabric) throw new UsageError('--webhook-secret-file needs --git (a directory source reacts to file changes by itself)');
-    const secret = readSecretFile(secretFile, 'webhook secret').trim();
-    try {
-      admin.mount('/webhook', createWebhookHandler({ secret, onPush: () => void source.refresh() }));
-    } catch (err) {
-      throw new UsageError(`--webhook-secret-file: ${(err as Error).message}`);
-    }
-    logger.info({ webhook: `${admin.url}/webhook` }, 'push webhook enabled (GitHub, GitLab, Gitea)');
-  }
+  mountWebhook(raw, flags, admin, source, logger);
   logger.info({ admin: admin.url }, `peer ${flags.peer} running; status page ${admin.url}/`);
   ctx.stderr.write(`clgo: peer ${flags.peer} running (status ${admin.url}/); Ctrl-C to stop\n`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilSignal();
   await admin.close();
   await runtime.close();
+}
+
+type RunFlags = z.infer<typeof runFlags>;
+
+function mountWebhook(raw: Record<string, unknown>, flags: RunFlags, admin: Awaited<ReturnType<typeof startAdminServer>>, source: FabricSource, logger: Logger): void {
+  const secretFile = (raw as { webhookSecretFile?: string }).webhookSecretFile;
+  if (!secretFile) return;
+  if (flags.fabric) throw new UsageError('--webhook-secret-file needs --git (a directory source reacts to file changes by itself)');
+  const secret = readSecretFile(secretFile, 'webhook secret').trim();
+  try {
+    admin.mount('/webhook', createWebhookHandler({ secret, onPush: () => void source.refresh() }));
+  } catch (err) {
+    throw new UsageError(`--webhook-secret-file: ${(err as Error).message}`);
+  }
+  logger.info({ webhook: `${admin.url}/webhook` }, 'push webhook enabled (GitHub, GitLab, Gitea)');
+}
+
+const parseSelector = (s: string): Record<string, string> => Object.fromEntries(s.split(',').map((kv) => kv.split('=') as [string, string]));
+
+/** Cluster shape: ADS + ext_authz for the peer's data-plane pods, and (--kube) Services for imports. */
+async function runControlPlane(
+  flags: RunFlags,
+  source: FabricSource,
+  identity: { privateKeyPem: string; certificatePem?: string },
+  localClients: (address: string) => ClientAttributes | null,
+  logger: Logger,
+  raw: Record<string, unknown>,
+  ctx: CliContext,
+): Promise<void> {
+  let kube: KubeTarget | null = null;
+  if (flags.kube) {
+    const kubeConfig = new KubeConfig();
+    try {
+      // In a pod: the ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config.
+      kubeConfig.loadFromDefault();
+    } catch (err) {
+      throw new UsageError(`--kube: cannot load a Kubernetes configuration: ${(err as Error).message}`);
+    }
+    kube = startKubeTarget({
+      kubeConfig,
+      peer: flags.peer,
+      namespace: flags.namespace,
+      dataplaneSelector: parseSelector(flags.dataplaneSelector),
+      onLeadershipChange: (leader) => logger.info({ leader }, leader ? 'leading: this replica applies Services' : 'standing by: another replica applies Services'),
+      onError: (message) => logger.error({ err: message }, 'kubernetes'),
+    });
+  }
+  const clientAttributes = kube ? (ip: string) => kube.clientAttributes(ip) ?? localClients(ip) : localClients;
+  const plane = await startControlPlane({
+    peer: flags.peer,
+    source,
+    identity,
+    xds: flags.xds,
+    authz: { ...flags.authz, ...(flags.authzAdvertise ? { advertise: flags.authzAdvertise } : {}) },
+    egressAddress: flags.egressAddress,
+    ...(flags.gateway ? { gateway: { address: flags.gateway.host, port: flags.gateway.port } } : {}),
+    serveIdentity: flags.serveIdentity,
+    clientAttributes,
+    ...(kube ? { target: kube } : {}),
+    logger,
+  });
+  const admin = await startAdminServer({
+    host: flags.admin.host,
+    port: flags.admin.port,
+    // Ready: a revision is served over xDS (and, with --kube, applied or held by a standby).
+    ready: () => plane.status().ready,
+    status: () => {
+      const fabric = plane.fabric();
+      return { fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null, peers: [plane.status()], flows: fabric ? computeFlows(fabric) : [] };
+    },
+  });
+  mountWebhook(raw, flags, admin, source, logger);
+  logger.info({ xds: plane.xdsAddress, authz: plane.authzAddress, admin: admin.url, kube: flags.kube === true }, `control plane for peer ${flags.peer} running`);
+  ctx.stderr.write(`clgo: control plane for peer ${flags.peer}: xDS ${plane.xdsAddress.host}:${plane.xdsAddress.port}, ext_authz ${plane.authzAddress}, status ${admin.url}/; Ctrl-C to stop\n`);
+  await untilSignal();
+  await admin.close();
+  await plane.close();
+  if (kube) await kube.stop();
 }
 
 export const register: RegisterCommand = (program: Command, ctx: CliContext) => {
   const cmd = program
     .command('run')
-    .description('run the reconciler and the embedded data plane for one peer (local mode)')
-    .option('--local', 'local mode: one peer on this host, no Kubernetes')
+    .description('run the reconciler for one peer: with --local together with the embedded data plane; otherwise as a control plane (xDS + ext_authz) for data-plane pods')
+    .option('--local', 'local mode: one peer on this host with the embedded data plane, no Kubernetes')
     .requiredOption('--peer <name>', 'this peer (peers/<name>/ in the fabric)')
     .option('--fabric <dir>', 'follow a fabric directory (development)')
     .requiredOption('--key <file>', "this peer's private key (PEM; never in the fabric repository)")
     .option('--cert <file>', "this peer's certificate (default: the committed peers/<peer>/peer.pem)")
-    .option('--egress-address <ip>', 'address the import listeners bind to', '127.0.0.1')
-    .option('--gateway <host:port>', "gateway bind address (default: the peer's gateway in peer.yaml)")
+    .option('--egress-address <ip>', 'address the import listeners bind to (0.0.0.0 in a pod)', '127.0.0.1')
+    .option('--gateway <host:port>', "gateway bind address (default: the peer's gateway in peer.yaml; 0.0.0.0:8443 in a pod)")
+    .option('--xds <host:port>', 'control plane: ADS listen address', '0.0.0.0:18000')
+    .option('--authz <host:port>', 'control plane: ext_authz listen address', '0.0.0.0:18001')
+    .option('--authz-advertise <host:port>', 'control plane: ext_authz address as data planes reach it (e.g. clgo-reconciler.clusterlink-system.svc:18001)')
+    .option('--kube', 'control plane: apply a Service per import and watch Pods for client attributes (in-cluster config or $KUBECONFIG)')
+    .option('--namespace <ns>', "control plane: the reconciler's own namespace (Lease, status ConfigMap)", process.env.POD_NAMESPACE ?? 'clusterlink-system')
+    .option('--dataplane-selector <k=v,...>', 'control plane: labels of the data-plane pods', 'app.kubernetes.io/name=clgo-tunnel')
+    .option('--no-serve-identity', "control plane: do not send the peer's key to data planes over SDS (pods mount it themselves)")
     .option('--clients <file>', 'attributes of local client processes by source address (YAML)')
     .option('--admin <host:port>', 'status page, /status.json, /healthz, /readyz, /metrics, /webhook', '127.0.0.1:9090')
     .option('--webhook-secret-file <file>', 'enable POST /webhook for push events (GitHub/Gitea HMAC secret, GitLab token)')
