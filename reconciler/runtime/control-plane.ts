@@ -5,6 +5,7 @@
 // before the push leaves the last good snapshot serving.
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
+import { countDecisions, type DecisionCount } from './authz-counter.ts';
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { diffSlices } from '../slice/diff.ts';
@@ -60,6 +61,8 @@ export interface ControlPlane {
   authzAddress: string;
   /** Resolves after the next revision has been processed (applied or refused). */
   nextApply(): Promise<void>;
+  /** ext_authz decisions made for the data planes, cumulative. */
+  authzCounts(): DecisionCount[];
   close(): Promise<void>;
 }
 
@@ -75,11 +78,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let closed = false;
 
   const authorizer = createAuthorizer({ slice: () => currentSlice ?? emptySlice(opts.peer), clientAttributes: opts.clientAttributes, now: opts.now });
+  const counted = countDecisions(authorizer);
   const ads: AdsServer = await startAdsServer({ host: opts.xds.host, port: opts.xds.port, logger: log.child({ component: 'ads' }) });
   let authz: ExtAuthzServer;
   try {
     authz = await startExtAuthzServer({
-      authorizer,
+      authorizer: counted.authorizer,
       resolveEgress: egressResolverFromSlice(() => currentSlice ?? emptySlice(opts.peer)),
       address: `${opts.authz.host.includes(':') ? `[${opts.authz.host}]` : opts.authz.host}:${opts.authz.port}`,
       logger: log.child({ component: 'ext-authz' }),
@@ -158,6 +162,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     slice: () => currentSlice,
     fabric: () => currentFabric,
     nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    authzCounts: () => counted.counts(),
     status: () => ({ peer: opts.peer, ready: applied !== null, source: opts.source.status(), applied, lastApplyError, target, xds: ads.status() }),
     async close() {
       closed = true;

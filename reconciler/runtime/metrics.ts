@@ -7,6 +7,7 @@ import type http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { DataplaneStats } from '../../dataplane/dataplane.ts';
 import type { DurationHistogram, PeerRuntime } from './peer-runtime.ts';
+import type { SourceStatus } from '../source/types.ts';
 
 export interface RuntimeMetricsOptions {
   /** Node process metrics (CPU, memory, event loop lag, handles, GC) with the `clgo_` prefix. Default true. */
@@ -28,7 +29,7 @@ export interface RuntimeMetrics {
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Sets a counter to a cumulative value read from a source (values only grow while the runtime lives). */
-function setCounter<L extends string>(c: Counter<L>, labels: Partial<Record<L, string>>, value: number): void {
+export function setCounter<L extends string>(c: Counter<L>, labels: Partial<Record<L, string>>, value: number): void {
   c.inc(labels, Math.max(0, value));
 }
 
@@ -68,14 +69,16 @@ function quantile(samples: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
-export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsOptions = {}): RuntimeMetrics {
-  const registry = new Registry();
-  if (opts.defaultLabels) registry.setDefaultLabels(opts.defaultLabels);
-  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'clgo_' });
-  const registers = [registry];
-  const dp = (): DataplaneStats | null => runtime.status().dataplane;
+/** What the fabric-level gauges read: shared by the local runtime and the cluster control plane. */
+export interface FabricState {
+  ready: boolean;
+  applied: { revision: string; at: string } | null;
+  lastApplyError: unknown;
+  source: SourceStatus;
+}
 
-  // ------------------------------------------------------------ fabric and reconcile
+/** Revision served, last-good flag, readiness, source fetch time and pending source error. */
+export function registerFabricMetrics(registers: Registry[], read: () => FabricState): void {
   new Gauge({
     name: 'clgo_fabric_revision_info',
     help: 'The fabric revision whose configuration this peer serves (value 1; absent before the first apply).',
@@ -83,7 +86,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     registers,
     collect() {
       this.reset();
-      const applied = runtime.status().applied;
+      const applied = read().applied;
       if (applied) this.set({ revision: applied.revision }, 1);
     },
   });
@@ -92,7 +95,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     help: '1 when the newest revision the source saw is the one served (last attempt good); 0 while a fetch, validation or apply failure keeps an older last good revision serving, or before any revision was applied.',
     registers,
     collect() {
-      const st = runtime.status();
+      const st = read();
       const upToDate = st.applied !== null && st.source.lastError === null && st.lastApplyError === null && st.source.lastAttemptedRevision === st.applied.revision;
       this.set(upToDate ? 1 : 0);
     },
@@ -102,7 +105,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     help: '1 once a configuration is applied (the /readyz condition).',
     registers,
     collect() {
-      this.set(runtime.status().ready ? 1 : 0);
+      this.set(read().ready ? 1 : 0);
     },
   });
   new Gauge({
@@ -111,16 +114,8 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     registers,
     collect() {
       this.reset();
-      const applied = runtime.status().applied;
+      const applied = read().applied;
       if (applied) this.set(Date.parse(applied.at) / 1000);
-    },
-  });
-  new Gauge({
-    name: 'clgo_fabric_config_version',
-    help: 'Monotonic configuration version handed to the data plane (one per applied revision).',
-    registers,
-    collect() {
-      this.set(runtime.status().applied?.version ?? 0);
     },
   });
   new Gauge({
@@ -129,7 +124,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     registers,
     collect() {
       this.reset();
-      const t = runtime.status().source.lastFetchTime;
+      const t = read().source.lastFetchTime;
       if (t) this.set(Date.parse(t) / 1000);
     },
   });
@@ -140,8 +135,27 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     registers,
     collect() {
       this.reset();
-      const e = runtime.status().source.lastError;
+      const e = read().source.lastError;
       if (e) this.set({ stage: e.stage }, Date.parse(e.at) / 1000);
+    },
+  });
+}
+
+export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsOptions = {}): RuntimeMetrics {
+  const registry = new Registry();
+  if (opts.defaultLabels) registry.setDefaultLabels(opts.defaultLabels);
+  if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'clgo_' });
+  const registers = [registry];
+  const dp = (): DataplaneStats | null => runtime.status().dataplane;
+
+  // ------------------------------------------------------------ fabric and reconcile
+  registerFabricMetrics(registers, () => runtime.status());
+  new Gauge({
+    name: 'clgo_fabric_config_version',
+    help: 'Monotonic configuration version handed to the data plane (one per applied revision).',
+    registers,
+    collect() {
+      this.set(runtime.status().applied?.version ?? 0);
     },
   });
   new Counter({
@@ -337,6 +351,11 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     },
   });
 
+  return exposition(registry);
+}
+
+/** A registry as the admin server serves it. */
+export function exposition(registry: Registry): RuntimeMetrics {
   return {
     registry,
     contentType: METRICS_CONTENT_TYPE,

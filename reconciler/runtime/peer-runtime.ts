@@ -3,8 +3,9 @@
 // revision must produce a usable configuration for this peer) and keeps the last good state
 // serving when any step fails.
 import type { Logger } from 'pino';
+import { countDecisions } from './authz-counter.ts';
 import { pino } from 'pino';
-import type { Authorizer, ClientAttributes, DataplaneConfig, Endpoint, EgressVerdict, IngressVerdict } from '../../dataplane/contracts.ts';
+import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { slice as sliceOf } from '../slice/slice.ts';
@@ -136,23 +137,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   };
   // Decisions the data plane asked for (new connections, and re-checks of open tunnels after a
   // revision change). The exported `authorizer` stays uncounted for explain/status callers.
-  const decisions = new Map<string, number>();
-  const countDecision = (direction: 'egress' | 'ingress', v: EgressVerdict | IngressVerdict): void => {
-    const key = `${direction}|${v.allowed ? 'allowed' : 'denied'}|${v.allowed ? 'unknown' : v.explanation.tier}`;
-    decisions.set(key, (decisions.get(key) ?? 0) + 1);
-  };
-  const countingAuthorizer: Authorizer = {
-    egress(check) {
-      const v = authorizer.egress(check);
-      countDecision('egress', v);
-      return v;
-    },
-    ingress(check) {
-      const v = authorizer.ingress(check);
-      countDecision('ingress', v);
-      return v;
-    },
-  };
+  const counted = countDecisions(authorizer);
 
   async function apply(rev: AcceptedRevision): Promise<void> {
     const next = sliceOf(rev.fabric, opts.peer);
@@ -167,7 +152,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     currentSlice = next;
     try {
       if (dataplane) await dataplane.update(config);
-      else dataplane = await startDataplane({ config, authorizer: countingAuthorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits });
+      else dataplane = await startDataplane({ config, authorizer: counted.authorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits });
     } catch (err) {
       currentSlice = previousSlice;
       throw err;
@@ -214,10 +199,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
     telemetry: () => ({
       reconcile: { applied: reconcile.applied, failed: reconcile.failed, durationSeconds: { ...reconcile.durationSeconds, counts: [...reconcile.durationSeconds.counts] } },
-      authz: [...decisions].map(([key, count]) => {
-        const [direction, result, tier] = key.split('|') as ['egress' | 'ingress', 'allowed' | 'denied', string];
-        return { direction, result, tier, count };
-      }),
+      authz: counted.counts(),
     }),
     status: () => ({
       peer: opts.peer,

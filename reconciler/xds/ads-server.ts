@@ -37,6 +37,10 @@ export interface TypeStatus {
   sentVersion: string | null;
   ackedVersion: string | null;
   nack: { version: string; message: string; at: string } | null;
+  /** Cumulative since the server started (for metrics). */
+  pushes: number;
+  acks: number;
+  nacks: number;
 }
 
 export interface NodeStatus {
@@ -96,7 +100,7 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     let byType = statusByNode.get(node);
     if (!byType) statusByNode.set(node, (byType = new Map()));
     let st = byType.get(type);
-    if (!st) byType.set(type, (st = { sentVersion: null, ackedVersion: null, nack: null }));
+    if (!st) byType.set(type, (st = { sentVersion: null, ackedVersion: null, nack: null, pushes: 0, acks: 0, nacks: 0 }));
     return st;
   };
 
@@ -113,7 +117,9 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     sub.nonce = String(s.nonce);
     sub.sentVersion = version;
     sub.lastSentNames = namesKey;
-    typeStatus(s.node, type).sentVersion = version;
+    const st = typeStatus(s.node, type);
+    st.sentVersion = version;
+    st.pushes++;
     s.call.write({ version_info: version, type_url: type, nonce: sub.nonce, resources: items.map(([, i]) => i.resource) });
   }
 
@@ -130,7 +136,9 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     for (const n of removed) sub.held.delete(n);
     s.nonce++;
     sub.nonce = `d${s.nonce}`;
-    typeStatus(s.node, type).sentVersion = String(snap.version);
+    const st = typeStatus(s.node, type);
+    st.sentVersion = String(snap.version);
+    st.pushes++;
     s.call.write({
       system_version_info: String(snap.version),
       type_url: type,
@@ -144,9 +152,11 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     if (!s.node) return;
     const st = typeStatus(s.node, type);
     if (error) {
+      st.nacks++;
       st.nack = { version: st.sentVersion ?? version, message: error.slice(0, 4096), at: new Date().toISOString() };
       log.warn({ node: s.node, type, version: st.nack.version, error: st.nack.message }, 'xDS client rejected (NACK) a configuration; it keeps its last accepted one');
     } else {
+      st.acks++;
       st.ackedVersion = version || st.sentVersion;
       if (st.nack && st.ackedVersion === st.sentVersion) st.nack = null;
       for (const w of ackWaiters) w();

@@ -72,6 +72,16 @@ describe('cluster shape: clgo run (control plane) + clgo dataplane as processes'
     for (const c of children) expect(c.log()).not.toMatch(/PRIVATE KEY/);
   });
 
+  it("the control plane's /metrics shows its xDS nodes in sync and the decisions it made", async () => {
+    const text = await (await fetch(`http://${PEERS.east.cp}:9090/metrics`)).text();
+    expect(text).toMatch(/^clgo_xds_node_synced\{node="east\/pod-a"\} 1$/m);
+    expect(text).toMatch(/^clgo_xds_acks_total\{node="east\/pod-a",type="Listener"\} [1-9]/m);
+    // The first test made one allowed and one refused egress decision on east.
+    expect(text).toMatch(/^clgo_authz_decisions_total\{direction="egress",result="allowed",tier="unknown"\} [1-9]/m);
+    expect(text).toMatch(/^clgo_authz_decisions_total\{direction="egress",result="denied",tier="default"\} [1-9]/m);
+    expect(text).toMatch(/^clgo_fabric_last_good 1$/m);
+  });
+
   it('every process stops on SIGTERM with exit code 0', async () => {
     for (const { child } of children) child.kill('SIGTERM');
     const codes = await Promise.all(children.map(({ child }) => new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.on('exit', (c) => r(c))))));

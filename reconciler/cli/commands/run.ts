@@ -14,6 +14,7 @@ import type { ClientAttributes } from '../../../dataplane/contracts.ts';
 import { startKubeTarget, type KubeTarget } from '../../kube/index.ts';
 import { startControlPlane } from '../../runtime/control-plane.ts';
 import { createRuntimeMetrics } from '../../runtime/metrics.ts';
+import { createControlPlaneMetrics } from '../../runtime/control-plane-metrics.ts';
 import { z } from 'zod';
 import { untilSignal, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
 import { startAdminServer } from '../../runtime/admin-server.ts';
@@ -177,6 +178,7 @@ async function runControlPlane(
     port: flags.admin.port,
     // Ready: a revision is served over xDS (and, with --kube, applied or held by a standby).
     ready: () => plane.status().ready,
+    metrics: createControlPlaneMetrics(plane),
     status: () => {
       const fabric = plane.fabric();
       return { fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null, peers: [plane.status()], flows: fabric ? computeFlows(fabric) : [] };
