@@ -172,12 +172,15 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   });
   new Counter({
     name: 'clgo_reconcile_errors_total',
-    help: 'Reconcile failures by stage. Only `apply` (slice, configuration, data plane update) is counted: the source keeps no cumulative count of its fetch/signature/fast-forward/tree/validate refusals (see clgo_source_last_error_info).',
+    help: 'Revisions refused, by stage: fetch, signature, fast-forward, tree, validate (the source) and apply (slice, configuration, data plane update).',
     labelNames: ['stage'],
     registers,
     collect() {
       this.reset();
-      setCounter(this, { stage: 'apply' }, runtime.telemetry().reconcile.failed);
+      const byStage = { ...runtime.status().source.errorsByStage };
+      // Apply failures are counted by the runtime (the source sees them only through listeners).
+      byStage.apply = Math.max(byStage.apply ?? 0, runtime.telemetry().reconcile.failed);
+      for (const [stage, n] of Object.entries(byStage)) setCounter(this, { stage }, n);
     },
   });
   registry.registerMetric(

@@ -30,6 +30,8 @@ export function createRevisionTracker(base: { kind: SourceStatus['kind']; url: s
   let lastFetchTime: string | null = null;
   let lastError: SourceError | null = null;
   let isSuspended = false;
+  /** Refusals by stage since start (fetch, signature, fast-forward, tree, validate, apply): for metrics. */
+  const errorsByStage: Record<string, number> = {};
 
   const record = (entry: RevisionHistoryEntry): void => {
     history.unshift(entry);
@@ -43,6 +45,7 @@ export function createRevisionTracker(base: { kind: SourceStatus['kind']; url: s
     rejected(revision, error) {
       const at = new Date().toISOString();
       lastError = { revision, at, ...error };
+      errorsByStage[error.stage] = (errorsByStage[error.stage] ?? 0) + 1;
       if (revision !== null) {
         lastAttempted = revision;
         record({ revision, outcome: 'rejected', at, message: error.file ? `${error.file}:${error.line ?? 1}: ${error.message}` : error.message });
@@ -55,6 +58,7 @@ export function createRevisionTracker(base: { kind: SourceStatus['kind']; url: s
       } catch (err) {
         const at = new Date().toISOString();
         lastError = { revision: rev.revision, stage: 'apply', message: (err as Error).message, at };
+        errorsByStage.apply = (errorsByStage.apply ?? 0) + 1;
         record({ revision: rev.revision, outcome: 'rejected', at, message: `apply: ${(err as Error).message}` });
         return false;
       }
@@ -75,6 +79,7 @@ export function createRevisionTracker(base: { kind: SourceStatus['kind']; url: s
       lastAppliedRevision: lastGood?.revision ?? null,
       lastFetchTime,
       lastError,
+      errorsByStage: { ...errorsByStage },
       history: history.map((h) => ({ ...h })),
       suspended: isSuspended,
       ready: lastGood !== null,

@@ -44,6 +44,8 @@ export interface SourceStatus {
   lastAppliedRevision: string | null;
   lastFetchTime: string | null;
   lastError: SourceError | null;
+  /** Refusals by stage since the source started (cumulative). */
+  errorsByStage?: Record<string, number>;
   /** Most recent first, bounded. */
   history: RevisionHistoryEntry[];
   suspended: boolean;

@@ -28,6 +28,7 @@ const sources: Partial<Record<PeerName, FabricSource>> = {};
 const applied = (p: PeerName): string | undefined => fabric.runtimes[p].status().applied?.revision;
 const refreshAll = (): Promise<void[]> => Promise.all(PEERS.map((p) => sources[p]!.refresh()));
 const lastGood = async (p: PeerName): Promise<number> => value(parseMetrics(await createRuntimeMetrics(fabric.runtimes[p], { processMetrics: false }).render()), 'clgo_fabric_last_good');
+const fetchErrors = async (p: PeerName): Promise<number> => value(parseMetrics(await createRuntimeMetrics(fabric.runtimes[p], { processMetrics: false }).render()), 'clgo_reconcile_errors_total', { stage: 'fetch' });
 const perf = { host: R.egress.east, port: 5201, localAddress: R.client.perf };
 const web = { host: R.egress.east, port: 8080, localAddress: R.client.web };
 /** A policy file with an incompressible comment, so the pack of its commit is several KiB (the corrupt-pack fault flips a byte every 512). */
@@ -69,6 +70,7 @@ describe('fault: Git server', () => {
       expect(st.applied?.revision).toBe(good);
       expect(st.ready).toBe(true);
       expect(await lastGood(p)).toBe(0);
+      expect(await fetchErrors(p)).toBeGreaterThanOrEqual(1);
     }
     // Hanging server: each fetch is bounded by the source's time-out (1.5 s here).
     server.setFault('hang');

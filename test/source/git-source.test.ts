@@ -116,6 +116,7 @@ describe('Git source', () => {
       await source.refresh();
       expect(source.status().lastAppliedRevision).toBe(good);
       expect(source.status().lastError?.stage).toBe('fetch');
+      expect(source.status().errorsByStage?.fetch).toBeGreaterThanOrEqual(1);
     } finally {
       server.setFault(null);
     }
