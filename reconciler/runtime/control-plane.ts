@@ -3,9 +3,9 @@
 // peer (Envoy tunnel pods, or `clgo dataplane`), answers their ext_authz checks, and hands each
 // accepted slice to an optional target (Kubernetes Services). A revision that fails anywhere
 // before the push leaves the last good snapshot serving.
-import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { countDecisions, type DecisionCount } from './authz-counter.ts';
+import { runRevisions } from './revision-loop.ts';
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { diffSlices } from '../slice/diff.ts';
@@ -71,11 +71,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let currentSlice: Slice | null = null;
   let currentFabric: FabricModel | null = null;
   let applied: ControlPlaneStatus['applied'] = null;
-  let lastApplyError: ControlPlaneStatus['lastApplyError'] = null;
   let target: ControlPlaneStatus['target'] = null;
-  let waiters: Array<() => void> = [];
-  let queue: Promise<void> = Promise.resolve();
-  let closed = false;
 
   const authorizer = createAuthorizer({ slice: () => currentSlice ?? emptySlice(opts.peer), clientAttributes: opts.clientAttributes, now: opts.now });
   const counted = countDecisions(authorizer);
@@ -114,7 +110,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ads.setSnapshot(opts.peer, resources);
     const count = resources.listeners.size + resources.clusters.size + resources.endpoints.size + resources.secrets.size;
     applied = { revision: rev.revision, at: new Date().toISOString(), resources: count };
-    lastApplyError = null;
     log.info({ revision: rev.revision, resources: count, unchanged: diff.empty }, 'revision served over xDS');
     if (opts.target) {
       try {
@@ -127,26 +122,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
   }
 
-  opts.source.onRevision((rev) => {
-    const run = queue.then(async () => {
-      if (closed) return;
-      const started = performance.now();
-      try {
-        await apply(rev);
-      } catch (err) {
-        lastApplyError = { revision: rev.revision, message: (err as Error).message, at: new Date().toISOString() };
-        log.error({ revision: rev.revision, err: (err as Error).message }, 'revision not applied; the last good configuration keeps serving');
-        throw err;
-      } finally {
-        log.debug({ ms: performance.now() - started }, 'reconcile');
-        const w = waiters;
-        waiters = [];
-        for (const resolve of w) resolve();
-      }
-    });
-    queue = run.catch(() => undefined);
-    return run;
-  });
+  const loop = runRevisions(opts.source, apply, log);
 
   try {
     await opts.source.start();
@@ -161,13 +137,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     authzAddress: authz.address,
     slice: () => currentSlice,
     fabric: () => currentFabric,
-    nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    nextApply: () => loop.nextApply(),
     authzCounts: () => counted.counts(),
-    status: () => ({ peer: opts.peer, ready: applied !== null, source: opts.source.status(), applied, lastApplyError, target, xds: ads.status() }),
+    status: () => ({ peer: opts.peer, ready: applied !== null, source: opts.source.status(), applied, lastApplyError: loop.lastApplyError(), target, xds: ads.status() }),
     async close() {
-      closed = true;
       await opts.source.stop();
-      await queue;
+      await loop.close();
       await Promise.all([ads.close(), authz.stop()]);
     },
   };

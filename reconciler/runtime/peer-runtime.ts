@@ -4,6 +4,7 @@
 // serving when any step fails.
 import type { Logger } from 'pino';
 import { countDecisions } from './authz-counter.ts';
+import { runRevisions } from './revision-loop.ts';
 import { pino } from 'pino';
 import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
@@ -118,12 +119,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   let currentFabric: FabricModel | null = null;
   let dataplane: Dataplane | null = null;
   let applied: AppliedState | null = null;
-  let lastApplyError: PeerRuntimeStatus['lastApplyError'] = null;
   let version = 0;
-  let closed = false;
-  let waiters: Array<() => void> = [];
-  // Slices are applied one at a time, in the order the source accepted them.
-  let queue: Promise<void> = Promise.resolve();
 
   const authorizer = createAuthorizer({
     slice: () => currentSlice ?? emptySlice(opts.peer),
@@ -162,31 +158,13 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     // Tunnels whose right this revision revoked (peer removed, pin changed, policy now denies) close now.
     const tunnelsClosed = diff.empty ? 0 : await dataplane.revalidate();
     applied = { revision: rev.revision, version, at: new Date().toISOString(), changes: { ...countChanges(diff), tunnelsClosed } };
-    lastApplyError = null;
     log.info({ revision: rev.revision, version, changes: applied.changes }, diff.empty ? 'revision applied (no change for this peer)' : 'revision applied');
   }
 
-  opts.source.onRevision((rev) => {
-    const run = queue.then(async () => {
-      if (closed) return;
-      const started = performance.now();
-      try {
-        await apply(rev);
-        reconcile.applied++;
-      } catch (err) {
-        reconcile.failed++;
-        lastApplyError = { revision: rev.revision, message: (err as Error).message, at: new Date().toISOString() };
-        log.error({ revision: rev.revision, err: (err as Error).message }, 'revision not applied; the last good configuration keeps serving');
-        throw err;
-      } finally {
-        observe(reconcile.durationSeconds, (performance.now() - started) / 1000);
-        const w = waiters;
-        waiters = [];
-        for (const resolve of w) resolve();
-      }
-    });
-    queue = run.catch(() => undefined);
-    return run;
+  const loop = runRevisions(opts.source, apply, log, ({ ok, seconds }) => {
+    if (ok) reconcile.applied++;
+    else reconcile.failed++;
+    observe(reconcile.durationSeconds, seconds);
   });
 
   await opts.source.start();
@@ -196,7 +174,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     authorizer,
     fabric: () => currentFabric,
     slice: () => currentSlice,
-    nextApply: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    nextApply: () => loop.nextApply(),
     telemetry: () => ({
       reconcile: { applied: reconcile.applied, failed: reconcile.failed, durationSeconds: { ...reconcile.durationSeconds, counts: [...reconcile.durationSeconds.counts] } },
       authz: counted.counts(),
@@ -206,15 +184,14 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
       ready: applied !== null,
       source: opts.source.status(),
       applied,
-      lastApplyError,
+      lastApplyError: loop.lastApplyError(),
       slice: currentSlice ? summarizeSlice(currentSlice) : null,
       dataplane: dataplane ? dataplane.stats() : null,
       addresses: dataplane ? dataplane.addresses() : null,
     }),
     async close() {
-      closed = true;
       await opts.source.stop();
-      await queue;
+      await loop.close();
       if (dataplane) await dataplane.close();
     },
   };

@@ -1,7 +1,7 @@
 // `clgo demo` (what `npm start` runs): the example fabric, live, on this machine. `--once` runs
 // every step non-interactively and exits 0 only if each behaved as expected (CI runs it).
 import type { Command } from 'commander';
-import { EXIT, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
+import { EXIT, untilSignal, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
 import { runDemo } from '../../demo/demo.ts';
 
 export const register: RegisterCommand = (program: Command, ctx: CliContext) => {
@@ -19,16 +19,7 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
         out: ctx.stdout,
         color: stdout.isTTY === true && !process.env.NO_COLOR,
         statusPort: port,
-        untilStopped: () =>
-          new Promise<void>((resolve) => {
-            const stop = (): void => {
-              process.off('SIGINT', stop);
-              process.off('SIGTERM', stop);
-              resolve();
-            };
-            process.on('SIGINT', stop);
-            process.on('SIGTERM', stop);
-          }),
+        untilStopped: untilSignal,
       });
       ctx.setExitCode(result.ok ? EXIT.ok : EXIT.invalid);
     });
