@@ -13,15 +13,19 @@ import {
   type ClientAttributes,
   type DataplaneConfig,
   type EgressCandidate,
+  type EgressCheck,
   type EgressListenerConfig,
   type Endpoint,
   type UpstreamPeer,
 } from './contracts.ts';
 import { decodeLabels, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
+import { relay } from './relay.ts';
 
 export interface DataplaneLimits {
   /** TLS handshake at the gateway. */
   handshakeTimeoutMs: number;
+  /** Complete CONNECT request head at the gateway, from the end of the handshake (slow-loris bound; not reset by trickled bytes). */
+  headerTimeoutMs: number;
   /** Upstream TCP connect + TLS + CONNECT reply, per attempt. */
   upstreamTimeoutMs: number;
   /** Concurrent connections at the gateway. */
@@ -33,6 +37,7 @@ export interface DataplaneLimits {
 
 export const DEFAULT_LIMITS: DataplaneLimits = {
   handshakeTimeoutMs: 5000,
+  headerTimeoutMs: TUNNEL.limits.headerTimeoutMs,
   upstreamTimeoutMs: 5000,
   maxIngressConnections: 10_000,
   ejectAfterFailures: 3,
@@ -85,6 +90,47 @@ interface Tunnel {
 }
 
 const SAMPLE_LIMIT = 4096;
+/** Writable high-water mark of relayed sockets: holds a corked batch of four 16 KiB TLS chunks (see relay.ts). */
+const RELAY_HIGH_WATER_MARK = 64 * 1024;
+
+/** How long a refused connection may stay half-closed, waiting for the client's end. */
+const REFUSAL_LINGER_MS = 2000;
+
+function discard(): void {}
+
+function destroySocket(socket: net.Socket): void {
+  socket.destroy();
+}
+
+function destroyOnError(this: net.Socket): void {
+  this.destroy();
+}
+
+/** Handshake failures an operator should recognise at a glance. */
+const TLS_HINTS: Record<string, string> = {
+  ERR_SSL_UNSUPPORTED_PROTOCOL: ' (the client offered no TLS 1.3; the gateway speaks TLS 1.3 only)',
+  ERR_SSL_NO_SHARED_CIPHER: ' (no TLS 1.3 cipher in common)',
+  ERR_SSL_HTTPS_PROXY_REQUEST: ' (plaintext HTTP CONNECT sent to the TLS gateway)',
+  ERR_SSL_HTTP_REQUEST: ' (plaintext HTTP sent to the TLS gateway)',
+  ERR_SSL_WRONG_VERSION_NUMBER: ' (not a TLS record: plaintext or another protocol)',
+  ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE: ' (mutual TLS: a client certificate is required)',
+};
+
+/** OpenSSL verification codes (TLSSocket.authorizationError) a gateway sees most, as one human line. */
+const CERT_ERRORS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'certificate has expired',
+  CERT_NOT_YET_VALID: 'certificate is not yet valid',
+  UNABLE_TO_GET_ISSUER_CERT: 'issuer is not a CA in the fabric bundle',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'issuer is not a CA in the fabric bundle',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'issuer is not a CA in the fabric bundle',
+  CERT_SIGNATURE_FAILURE: 'certificate signature does not verify',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate',
+  SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in the chain',
+  CERT_REVOKED: 'certificate is revoked',
+  INVALID_PURPOSE: 'certificate is not for TLS client authentication',
+  CERT_UNTRUSTED: 'certificate is not trusted',
+  CERT_REJECTED: 'certificate is rejected',
+};
 
 function newImportStats(): ImportStats {
   return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, bytesOut: 0, bytesIn: 0, setupMs: [] };
@@ -92,26 +138,6 @@ function newImportStats(): ImportStats {
 
 function fingerprintOf(der: Buffer): string {
   return createHash('sha256').update(der).digest('hex');
-}
-
-/** Joins two sockets both ways with backpressure (pipe), tearing both down when either ends badly. */
-function relay(a: net.Socket, b: net.Socket, onClose: (bytesAtoB: number, bytesBtoA: number) => void): void {
-  let closed = false;
-  const done = (): void => {
-    if (closed) return;
-    closed = true;
-    a.destroy();
-    b.destroy();
-    onClose(b.bytesWritten, a.bytesWritten);
-  };
-  a.on('error', done);
-  b.on('error', done);
-  a.on('close', done);
-  b.on('close', done);
-  a.pipe(b);
-  b.pipe(a);
-  a.resume();
-  b.resume();
 }
 
 export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane> {
@@ -168,33 +194,47 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     return h;
   }
 
+  // The two listeners that outlive an attempt (they stay on an open tunnel's socket) are built out
+  // here so that they do not keep the attempt's closure context (timer, promise, options) alive.
+  /** The gateway's certificate names the peer we dialled (servername = the peer's name) and is its committed peer.pem. */
+  function checkGatewayIdentity(servername: string, cert: tls.PeerCertificate): Error | undefined {
+    const err = tls.checkServerIdentity(servername, cert);
+    if (err) return err;
+    if (!pins.has(fingerprintOf(cert.raw))) return new Error(`certificate of ${servername} does not match its committed peer.pem`);
+    return undefined;
+  }
+
+  function sessionStore(key: string): (session: Buffer) => void {
+    return (session) => sessions.set(key, session);
+  }
+
   /** One attempt: TLS to the peer's gateway, CONNECT, wait for the reply. Resolves the socket on 200. */
   function openTunnel(up: UpstreamPeer, ep: Endpoint, cand: EgressCandidate, client: ClientAttributes, importRef: string): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
       const sessionKey = `${up.peer}@${ep.host}:${ep.port}`;
-      const socket = tls.connect({
+      // highWaterMark reaches the TLSSocket (Node passes it through; not in the option types).
+      const options: tls.ConnectionOptions & { highWaterMark: number } = {
         host: ep.host,
         port: ep.port,
         servername: up.sni,
         secureContext: clientContext,
         minVersion: 'TLSv1.3',
+        highWaterMark: RELAY_HIGH_WATER_MARK,
         session: sessions.get(sessionKey),
-        checkServerIdentity: (_host, cert) => {
-          const err = tls.checkServerIdentity(up.sni, cert);
-          if (err) return err;
-          if (!pins.has(fingerprintOf(cert.raw))) return new Error(`certificate of ${up.peer} does not match its committed peer.pem`);
-          return undefined;
-        },
-      });
+        checkServerIdentity: checkGatewayIdentity,
+      };
+      const socket = tls.connect(options);
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`timed out after ${limits.upstreamTimeoutMs} ms`));
       }, limits.upstreamTimeoutMs);
-      socket.on('session', (s: Buffer) => sessions.set(sessionKey, s));
-      socket.once('error', (err) => {
+      // One ticket is enough for the next connection (a TLS 1.3 server sends two).
+      socket.once('session', sessionStore(sessionKey));
+      const onError = (err: Error): void => {
         clearTimeout(timer);
         reject(err);
-      });
+      };
+      socket.once('error', onError);
       socket.once('secureConnect', () => {
         socket.setNoDelay(true);
         const authority = TUNNEL.authority(cand.exportName, cand.exportNamespace);
@@ -209,7 +249,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
             clearTimeout(timer);
             const reply = parseHead(replyHead, TUNNEL.limits.maxHeaders);
             const status = Number(reply.startLine[1]);
-            if (status === 200) return resolve(socket);
+            if (status === 200) {
+              // The relay owns errors from here on; nothing of this attempt stays attached.
+              socket.off('error', onError);
+              return resolve(socket);
+            }
             socket.destroy();
             const reason = reply.headers.get(TUNNEL.headers.denyReason);
             const err = new Error(`gateway of ${up.peer} answered ${status}${reason ? `: ${reason}` : ''}`) as Error & { status?: number };
@@ -266,17 +310,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
           s.setupMs.push(performance.now() - started);
           if (s.setupMs.length > SAMPLE_LIMIT) s.setupMs.splice(0, s.setupMs.length - SAMPLE_LIMIT);
           downstream.off('error', downstreamError);
-          const tunnel: Tunnel = {
-            side: 'egress',
-            stillAllowed: async () => {
-              const v = await authorizer.egress(check);
-              return v.allowed && v.candidates.some((c) => c.peer === cand.peer && c.exportName === cand.exportName && c.exportNamespace === cand.exportNamespace) && config.upstreams.some((u) => u.peer === cand.peer);
-            },
-            destroy: () => {
-              downstream.destroy();
-              upstream.destroy();
-            },
-          };
+          const tunnel = new EgressTunnel(downstream, upstream, check, cand);
           tunnels.add(tunnel);
           relay(downstream, upstream, (out, back) => {
             tunnels.delete(tunnel);
@@ -304,6 +338,26 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     downstream.destroy();
   }
 
+  /** An open tunnel at egress: what revalidation needs, no closures per tunnel. */
+  class EgressTunnel implements Tunnel {
+    readonly side = 'egress' as const;
+    constructor(
+      private readonly downstream: net.Socket,
+      private readonly upstream: tls.TLSSocket,
+      private readonly check: EgressCheck,
+      private readonly cand: EgressCandidate,
+    ) {}
+    async stillAllowed(): Promise<boolean> {
+      const cand = this.cand;
+      const v = await authorizer.egress(this.check);
+      return v.allowed && v.candidates.some((c) => c.peer === cand.peer && c.exportName === cand.exportName && c.exportNamespace === cand.exportNamespace) && config.upstreams.some((u) => u.peer === cand.peer);
+    }
+    destroy(): void {
+      this.downstream.destroy();
+      this.upstream.destroy();
+    }
+  }
+
   async function syncEgress(cfg: DataplaneConfig): Promise<void> {
     const wanted = new Map(cfg.egress.map((e) => [`${e.importRef}@${e.address}:${e.port}`, e]));
     for (const [key, { server }] of egressServers) {
@@ -314,7 +368,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     }
     for (const [key, e] of wanted) {
       if (egressServers.has(key)) continue;
-      const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (sock) => {
+      const server = net.createServer({ noDelay: true, pauseOnConnect: true, highWaterMark: RELAY_HIGH_WATER_MARK }, (sock) => {
         onEgressConnection(e, sock).catch((err: Error) => {
           log.error({ import: e.importRef, err: err.message }, 'egress connection failed');
           sock.destroy();
@@ -338,13 +392,20 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
 
   function reply(socket: tls.TLSSocket, status: number, text: string, reason?: string): void {
     const extra = reason ? `${TUNNEL.headers.denyReason}: ${reason.replace(/[\r\n]/g, ' ')}\r\n` : '';
+    // Whatever the client sent after its head (bytes behind a refused CONNECT, the rest of a refused head) is read
+    // and dropped, so that its end is seen and the socket closes; closing with unread bytes would
+    // reset the connection and could lose this reply. A client that never closes is cut off.
+    socket.on('data', discard);
+    socket.resume();
     socket.end(`HTTP/1.1 ${status} ${text}\r\n${extra}Content-Length: 0\r\n\r\n`);
+    const linger = setTimeout(destroySocket, REFUSAL_LINGER_MS, socket).unref();
+    socket.once('close', () => clearTimeout(linger));
   }
 
   async function onIngress(socket: tls.TLSSocket): Promise<void> {
     stats.ingress.connections++;
     socket.setNoDelay(true);
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const cert = socket.getPeerX509Certificate();
     if (!cert) {
       countHandshakeFailure('no-client-certificate');
@@ -354,7 +415,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     const der = cert.raw;
     let head: string;
     try {
-      head = await readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs: TUNNEL.limits.headerTimeoutMs });
+      head = await readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs: limits.headerTimeoutMs });
     } catch (err) {
       stats.ingress.badRequests++;
       const e = err as HeadError;
@@ -393,20 +454,21 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       reply(socket, verdict.status, verdict.status === 404 ? 'Not Found' : 'Forbidden', verdict.explanation.message);
       return;
     }
-    const upstream = net.connect({ host: verdict.target.host, port: verdict.target.port, noDelay: true });
+    const upstreamOptions: net.NetConnectOpts & { highWaterMark: number } = { host: verdict.target.host, port: verdict.target.port, noDelay: true, highWaterMark: RELAY_HIGH_WATER_MARK };
+    const upstream = net.connect(upstreamOptions);
     const connected = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        upstream.destroy();
-        resolve(false);
-      }, limits.upstreamTimeoutMs);
-      upstream.once('connect', () => {
+      const settle = (ok: boolean): void => {
         clearTimeout(timer);
-        resolve(true);
-      });
-      upstream.once('error', () => {
-        clearTimeout(timer);
-        resolve(false);
-      });
+        upstream.off('connect', onConnect);
+        upstream.off('error', onError);
+        if (!ok) upstream.destroy();
+        resolve(ok);
+      };
+      const onConnect = (): void => settle(true);
+      const onError = (): void => settle(false);
+      const timer = setTimeout(settle, limits.upstreamTimeoutMs, false);
+      upstream.once('connect', onConnect);
+      upstream.once('error', onError);
     });
     if (!connected || socket.destroyed) {
       upstream.destroy();
@@ -417,17 +479,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     stats.ingress.active++;
-    const tunnel: Tunnel = {
-      side: 'ingress',
-      stillAllowed: async () => {
-        const v = await authorizer.ingress(check);
-        return v.allowed && v.peer === verdict.peer && pins.has(fingerprintOf(der));
-      },
-      destroy: () => {
-        socket.destroy();
-        upstream.destroy();
-      },
-    };
+    socket.off('error', destroyOnError);
+    const tunnel = new IngressTunnel(socket, upstream, verdict.peer, target.exportName, target.exportNamespace, client);
     tunnels.add(tunnel);
     relay(socket, upstream, (toService, toPeer) => {
       tunnels.delete(tunnel);
@@ -435,6 +488,33 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       stats.ingress.bytesIn += toService;
       stats.ingress.bytesOut += toPeer;
     });
+  }
+
+  /**
+   * An open tunnel at the gateway. Keeps what revalidation needs and nothing else: the certificate
+   * is read again from the socket (which holds it anyway) rather than kept as a copy per tunnel.
+   */
+  class IngressTunnel implements Tunnel {
+    readonly side = 'ingress' as const;
+    constructor(
+      private readonly socket: tls.TLSSocket,
+      private readonly upstream: net.Socket,
+      private readonly peer: string,
+      private readonly exportName: string,
+      private readonly exportNamespace: string,
+      private readonly client: ClientAttributes,
+    ) {}
+    async stillAllowed(): Promise<boolean> {
+      const cert = this.socket.getPeerX509Certificate();
+      if (!cert) return false;
+      const der = cert.raw;
+      const v = await authorizer.ingress({ peerCertificateDer: der, exportName: this.exportName, exportNamespace: this.exportNamespace, client: this.client });
+      return v.allowed && v.peer === this.peer && pins.has(fingerprintOf(der));
+    }
+    destroy(): void {
+      this.socket.destroy();
+      this.upstream.destroy();
+    }
   }
 
   async function syncIngress(cfg: DataplaneConfig): Promise<void> {
@@ -458,13 +538,39 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       noDelay: true,
     });
     server.maxConnections = limits.maxIngressConnections;
+    // Beyond the limit Node closes new connections at accept. Every drop is counted; the log gets
+    // the first drop at once and then one summary line per second while drops continue.
+    let droppedSinceLog = 0;
+    let dropTimer: NodeJS.Timeout | null = null;
+    const dropSummary = (): void => {
+      if (droppedSinceLog === 0) {
+        dropTimer = null;
+        return;
+      }
+      log.warn({ direction: 'ingress', dropped: droppedSinceLog, limit: limits.maxIngressConnections }, `refused: connection limit of ${limits.maxIngressConnections} reached (${droppedSinceLog} more dropped in the last second)`);
+      droppedSinceLog = 0;
+      dropTimer = setTimeout(dropSummary, 1000).unref();
+    };
+    server.on('drop', (data?: { remoteAddress?: string }) => {
+      countHandshakeFailure('connection-limit');
+      if (dropTimer) {
+        droppedSinceLog++;
+        return;
+      }
+      log.warn({ direction: 'ingress', remote: data?.remoteAddress, limit: limits.maxIngressConnections }, `refused: connection limit of ${limits.maxIngressConnections} reached, new connections are dropped`);
+      dropTimer = setTimeout(dropSummary, 1000).unref();
+    });
+    server.on('close', () => {
+      if (dropTimer) clearTimeout(dropTimer);
+    });
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       // The pin check is the first gate (cheap, before any parsing); the authorizer re-verifies the
       // full identity (chain, SAN, membership, revocation) from the same certificate.
       const cert = socket.getPeerX509Certificate();
-      if (!cert || !pins.has(fingerprintOf(cert.raw))) {
+      const fingerprint = cert ? fingerprintOf(cert.raw) : null;
+      if (fingerprint === null || !pins.has(fingerprint)) {
         countHandshakeFailure('unpinned-certificate');
-        log.warn({ direction: 'ingress', remote: socket.remoteAddress, subject: cert?.subject }, 'refused: client certificate is not a current member\'s committed peer.pem');
+        log.warn({ direction: 'ingress', remote: socket.remoteAddress, subject: cert?.subject, fingerprint }, 'refused: client certificate is not a current member\'s committed peer.pem');
         socket.destroy();
         return;
       }
@@ -473,10 +579,18 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         socket.destroy();
       });
     });
-    server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
-      const reason = err.code ?? 'tls-error';
+    server.on('tlsClientError', (err: Error & { code?: string; reason?: string }, socket) => {
+      // A client certificate that fails verification completes the TLS 1.3 handshake and is then
+      // destroyed by Node, which reports only "socket hang up": the reason is authorizationError.
+      // Typed as Error, but Node sets the OpenSSL code (a string) here.
+      const authError: unknown = socket.authorizationError;
+      const certError = typeof authError === 'string' ? authError : authError instanceof Error ? ((authError as Error & { code?: string }).code ?? authError.message) : undefined;
+      const reason = certError ?? err.code ?? 'tls-error';
       countHandshakeFailure(reason);
-      log.warn({ direction: 'ingress', remote: socket.remoteAddress, reason }, `TLS handshake refused: ${err.message}`);
+      const message = certError
+        ? `client certificate refused (${certError}): ${CERT_ERRORS[certError] ?? 'does not verify against the fabric CA bundle'}`
+        : `${err.reason ?? err.message}${(err.code && TLS_HINTS[err.code]) ?? ''}`;
+      log.warn({ direction: 'ingress', remote: socket.remoteAddress, reason }, `TLS handshake refused: ${message}`);
       socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,106 @@
+// The byte relay between the two sockets of a tunnel, written for the data path's two costs:
+//  - per byte: a TLS socket hands decrypted data to JS in 16 KiB chunks (Node's TLSWrap), so a
+//    64 KiB TCP read at the gateway became four 16 KiB writes (four syscalls, four write requests).
+//    Consecutive full chunks are corked and leave as one writev, flushed by the first short chunk
+//    or, at the latest, once the current I/O phase is over (setImmediate);
+//  - per idle tunnel: stream.pipe registers ~18 closures (and their contexts and listener arrays)
+//    per tunnel. Here the listeners are module-level functions and the per-tunnel state is one
+//    object reachable from both sockets, so an idle tunnel holds no closure of its own.
+// Backpressure is explicit: a write that returns false pauses the source until the destination's
+// 'drain'. Either side closing or failing tears both down.
+import type net from 'node:net';
+
+/** Largest chunk a TLSSocket emits (Node's kClearOutChunkSize): a full one means more may follow. */
+const FULL_CHUNK = 16 * 1024;
+const STATE = Symbol('clusterlink.relay');
+
+interface RelayState {
+  a: net.Socket;
+  b: net.Socket;
+  closed: boolean;
+  onClose: (bytesAtoB: number, bytesBtoA: number) => void;
+}
+
+type RelaySocket = net.Socket & { [STATE]?: RelayState };
+
+/** Destinations corked by a full chunk, uncorked after the current I/O phase at the latest. */
+let corked: net.Socket[] = [];
+let flushScheduled = false;
+
+function flushCorked(): void {
+  flushScheduled = false;
+  const list = corked;
+  corked = [];
+  for (const s of list) if (s.writableCorked > 0) s.uncork();
+}
+
+function peerOf(s: RelaySocket): net.Socket | null {
+  const st = s[STATE];
+  if (!st || st.closed) return null;
+  return st.a === s ? st.b : st.a;
+}
+
+function onData(this: RelaySocket, chunk: Buffer): void {
+  const dst = peerOf(this);
+  if (!dst) return;
+  let ok: boolean;
+  if (chunk.length === FULL_CHUNK) {
+    if (dst.writableCorked === 0) {
+      dst.cork();
+      corked.push(dst);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushCorked);
+      }
+    }
+    ok = dst.write(chunk);
+  } else {
+    ok = dst.write(chunk);
+    if (dst.writableCorked > 0) dst.uncork();
+  }
+  if (!ok) this.pause();
+}
+
+function onDrain(this: RelaySocket): void {
+  const src = peerOf(this);
+  if (src && src.isPaused()) src.resume();
+}
+
+function onEnd(this: RelaySocket): void {
+  peerOf(this)?.end();
+}
+
+function onDone(this: RelaySocket): void {
+  const st = this[STATE];
+  if (!st || st.closed) return;
+  st.closed = true;
+  st.a.destroy();
+  st.b.destroy();
+  st.onClose(st.b.bytesWritten, st.a.bytesWritten);
+}
+
+function attach(s: RelaySocket, st: RelayState): void {
+  s[STATE] = st;
+  s.on('data', onData);
+  s.on('drain', onDrain);
+  s.on('end', onEnd);
+  s.on('error', onDone);
+  s.on('close', onDone);
+}
+
+/**
+ * Joins two sockets both ways with backpressure; when either closes or fails both are destroyed
+ * and `onClose` gets the bytes written to b (a → b) and to a (b → a). Both sockets should have
+ * a writable high-water mark of at least 64 KiB so that a corked batch of TLS chunks fits.
+ */
+export function relay(a: net.Socket, b: net.Socket, onClose: (bytesAtoB: number, bytesBtoA: number) => void): void {
+  const st: RelayState = { a, b, closed: false, onClose };
+  attach(a, st);
+  attach(b, st);
+  if (a.destroyed || b.destroyed) {
+    onDone.call(a);
+    return;
+  }
+  a.resume();
+  b.resume();
+}
