@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import git from 'isomorphic-git';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
@@ -14,7 +15,7 @@ import { z } from 'zod';
 import { loadFabricFiles, ParseCache, type LoadLimits } from '../../schema/load.ts';
 import type { FabricModel, LoadResult, SigningKey } from '../../schema/model.ts';
 import { boundedHttpClient, redactUrl, type GitAuth } from './http-client.ts';
-import { readCommitTree, TreeError } from './git-tree.ts';
+import { BlobCache, readCommitTree, TreeError } from './git-tree.ts';
 import { createRevisionTracker } from './revision-tracker.ts';
 import { splitSignedObject, verifyCommitSignature } from './signatures.ts';
 import type { FabricSource, RevisionListener } from './types.ts';
@@ -68,6 +69,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
   const shownUrl = redactUrl(opts.url);
   const tracker = createRevisionTracker({ kind: 'git', url: shownUrl, ref: refLabel(opts.ref) });
   const cache = {};
+  const blobs = new BlobCache();
   const statePath = join(gitdir, 'clgo-source-state.json');
   let trustedFabric: FabricModel | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -177,7 +179,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
         let required = trust?.requireSignedCommits ?? false;
         if (requireFromNew) {
           // Trust on first use: the first revision's own fabric.yaml says whether signatures are required.
-          const files = await readCommitTree(gitdir, revision, opts.limits, cache);
+          const files = await readCommitTree(gitdir, revision, opts.limits, cache, blobs);
           const first = load(files);
           required = first.ok && first.fabric.repo.requireSignedCommits;
           keys = first.ok ? first.fabric.repo.allowedSigningKeys : [];
@@ -205,13 +207,16 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     }
 
     let files: Map<string, Uint8Array>;
+    const treeStarted = performance.now();
     try {
-      files = await readCommitTree(gitdir, revision, opts.limits, cache);
+      files = await readCommitTree(gitdir, revision, opts.limits, cache, blobs);
     } catch (err) {
       if (err instanceof TreeError) return tracker.rejected(revision, { stage: 'tree', message: err.message, ...(err.file ? { file: err.file } : {}) });
       throw err;
     }
+    const validateStarted = performance.now();
     const result = load(files);
+    log.debug({ revision, files: files.size, treeMs: Math.round(validateStarted - treeStarted), validateMs: Math.round(performance.now() - validateStarted) }, 'revision read and validated');
     if (!result.ok) {
       const first = result.errors[0];
       return tracker.rejected(revision, {
@@ -240,7 +245,9 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     let head: string;
     try {
       await init();
+      const fetchStarted = performance.now();
       head = await fetchHead();
+      log.debug({ head, fetchMs: Math.round(performance.now() - fetchStarted) }, 'fetched');
       tracker.fetched();
       failures = 0;
     } catch (err) {

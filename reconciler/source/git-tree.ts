@@ -17,9 +17,19 @@ export class TreeError extends Error {
 
 const SKIPPED_TOP = new Set(['.github', '.gitlab', 'node_modules']);
 
-export async function readCommitTree(gitdir: string, commitOid: string, limits: Partial<LoadLimits> = {}, cache: object = {}): Promise<Map<string, Uint8Array>> {
+/**
+ * The blobs of the last tree read, by object id: a new revision re-reads (inflates) only the blobs
+ * it changed. Holds one revision's files at a time.
+ */
+export class BlobCache {
+  /** @internal */
+  blobs = new Map<string, Uint8Array>();
+}
+
+export async function readCommitTree(gitdir: string, commitOid: string, limits: Partial<LoadLimits> = {}, cache: object = {}, blobCache?: BlobCache): Promise<Map<string, Uint8Array>> {
   const lim = { ...DEFAULT_LIMITS, ...limits };
   const files = new Map<string, Uint8Array>();
+  const seen = new Map<string, Uint8Array>();
   let total = 0;
   const { commit } = await git.readCommit({ fs, gitdir, oid: commitOid, cache });
 
@@ -40,7 +50,8 @@ export async function readCommitTree(gitdir: string, commitOid: string, limits: 
       }
       if (entry.type !== 'blob') continue;
       if (files.size >= lim.maxFiles) throw new TreeError(`more than ${lim.maxFiles} files in the tree`, path);
-      const { blob } = await git.readBlob({ fs, gitdir, oid: entry.oid, cache });
+      const blob = blobCache?.blobs.get(entry.oid) ?? (await git.readBlob({ fs, gitdir, oid: entry.oid, cache })).blob;
+      seen.set(entry.oid, blob);
       if (blob.length > lim.maxFileBytes) throw new TreeError(`${path} is ${blob.length} bytes, over the ${lim.maxFileBytes}-byte limit per file`, path);
       total += blob.length;
       if (total > lim.maxTotalBytes) throw new TreeError(`the tree exceeds ${lim.maxTotalBytes} bytes in total`, path);
@@ -48,5 +59,6 @@ export async function readCommitTree(gitdir: string, commitOid: string, limits: 
     }
   }
   await walk(commit.tree, '', 0);
+  if (blobCache) blobCache.blobs = seen;
   return files;
 }
