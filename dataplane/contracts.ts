@@ -132,3 +132,10 @@ export interface Authorizer {
   egress(check: EgressCheck): EgressVerdict | Promise<EgressVerdict>;
   ingress(check: IngressCheck): IngressVerdict | Promise<IngressVerdict>;
 }
+
+/** The value of the x-clusterlink-deny-reason header: `<tier>:<policy> (<file:line>)`, one safe ASCII line. */
+export function denyReason(e: Explanation): string {
+  const text = e.policy ? `${e.tier}:${e.policy}${e.location ? ` (${e.location})` : ''}` : `${e.tier}: ${e.message}`;
+  // Header values: printable ASCII only, bounded.
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}

@@ -8,6 +8,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
 import {
+  denyReason,
   TUNNEL,
   type Authorizer,
   type ClientAttributes,
@@ -451,7 +452,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     if (!verdict.allowed) {
       stats.ingress.denied++;
       log.warn({ direction: 'ingress', peer: verdict.peer, export: `${target.exportNamespace}/${target.exportName}`, tier: verdict.explanation.tier, policy: verdict.explanation.policy, location: verdict.explanation.location }, `denied: ${verdict.explanation.message}`);
-      reply(socket, verdict.status, verdict.status === 404 ? 'Not Found' : 'Forbidden', verdict.explanation.message);
+      reply(socket, verdict.status, verdict.status === 404 ? 'Not Found' : 'Forbidden', denyReason(verdict.explanation));
       return;
     }
     const upstreamOptions: net.NetConnectOpts & { highWaterMark: number } = { host: verdict.target.host, port: verdict.target.port, noDelay: true, highWaterMark: RELAY_HIGH_WATER_MARK };

@@ -79,12 +79,7 @@ function defaultDeny(message: string): Explanation {
   return { tier: 'default', policy: null, location: null, message };
 }
 
-/** The value of the x-clusterlink-deny-reason header: `<tier>:<policy> (<file:line>)`, one safe ASCII line. */
-export function denyReason(e: Explanation): string {
-  const text = e.policy ? `${e.tier}:${e.policy}${e.location ? ` (${e.location})` : ''}` : `${e.tier}: ${e.message}`;
-  // Header values: printable ASCII only, bounded.
-  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
-}
+export { denyReason } from '../../dataplane/contracts.ts';
 
 export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
   const now = opts.now ?? (() => new Date());
