@@ -38,15 +38,101 @@ export interface LoadOptions {
 }
 
 /**
- * Parsed documents per file path, keyed by the file's exact text: a reconciler following a
- * repository keeps one, so a commit touching one file re-parses one file.
+ * What a reconciler following a repository remembers between loads, so that a commit touching one
+ * file costs about one file (and one peer) of work:
+ * - per file: its bytes, text, classification, private-key scan and parsed documents;
+ * - per peer directory (`peers/<name>/`, always a contiguous run of sorted paths): its diagnostics,
+ *   draft and PeerModel, rebuilt only when one of its files changes;
+ * - per peer: the cross-reference checks of its imports, re-run only when the peer or a peer it
+ *   imports from changed (or, for an unknown-peer error, when the set of peers changed).
+ * A load with a cache gives exactly what a load without one gives (same model, same diagnostics in
+ * the same order); test/schema/incremental.test.ts checks that over random edit sequences.
  */
 export class ParseCache {
   /** @internal */
-  readonly entries = new Map<string, { text: string; objects: ParsedObject[] | null; errors: Diagnostic[]; warnings: Diagnostic[] }>();
+  readonly files = new Map<string, FileEntry>();
+  /** @internal */
+  readonly units = new Map<string, UnitState>();
+  /** @internal paths outside any peer directory */
+  readonly globals = new Set<string>();
+  /** @internal unit keys and global paths in path order; null when the set changed */
+  segments: string[] | null = null;
+  /** @internal names of units with a draft, sorted as peers are; null when the set changed */
+  draftOrder: string[] | null = null;
+  /** @internal */
+  readonly checks = new Map<string, PeerCheck>();
+  /** @internal peer name → peers whose cached checks read it */
+  readonly dependents = new Map<string, Set<string>>();
+  /** @internal peers whose cached checks used the list of all peer names (a "did you mean") */
+  readonly nameListUsers = new Set<string>();
+  /** @internal */
+  lastModels = new Map<string, PeerModel>();
+  /** @internal the last load's paths and contents, in its map's order */
+  readonly orderKeys: string[] = [];
+  /** @internal */
+  readonly orderValues: Array<Uint8Array | string> = [];
+  /** @internal the limits the cached results were computed under */
+  limitsKey = '';
+  /** @internal sum of the files' upper size bounds */
+  upperTotal = 0;
   get size(): number {
-    return this.entries.size;
+    return this.files.size;
   }
+  /** Forgets everything (the next load is a full one). */
+  clear(): void {
+    this.files.clear();
+    this.units.clear();
+    this.globals.clear();
+    this.segments = null;
+    this.draftOrder = null;
+    this.checks.clear();
+    this.dependents.clear();
+    this.nameListUsers.clear();
+    this.lastModels = new Map();
+    this.upperTotal = 0;
+    this.orderKeys.length = 0;
+    this.orderValues.length = 0;
+  }
+}
+
+interface ParsedFile {
+  objects: ParsedObject[] | null;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+}
+
+interface FileEntry {
+  raw: Uint8Array | string;
+  /** Byte size when computed (strings: on demand). */
+  size: number | null;
+  /** An upper bound of the byte size (UTF-16 length × 3 for strings). */
+  upper: number;
+  /** Decoded text, when asked for. */
+  text: string | null;
+  /** `peers/<name>/` for files in a peer directory, else null. */
+  unit: string | null;
+  /** The private-key scan passed for this content. */
+  keyFree: boolean;
+  parsed: ParsedFile | null;
+}
+
+interface UnitState {
+  key: string;
+  /** Sorted. */
+  paths: string[];
+  dirty: boolean;
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
+  draft: PeerDraft | null;
+  model: PeerModel | null;
+  missing: Diagnostic | null;
+}
+
+interface PeerCheck {
+  model: PeerModel;
+  deps: string[];
+  errors: Diagnostic[];
+  warnings: Diagnostic[];
 }
 
 /** Every field name any kind knows: the vocabulary for "did you mean" hints. */
@@ -239,17 +325,176 @@ function simpleDocumentStarts(file: FileText, count: number): SourceRef[] | null
   return starts.map((o) => position(file, o));
 }
 
+/** Lazily built reference syntax trees of one file, shared by its documents. */
+class ReferenceTree {
+  private tree: Document.Parsed[] | null = null;
+  constructor(private readonly text: string) {}
+  get docs(): Document.Parsed[] {
+    if (!this.tree) {
+      const parsed = parseAllDocuments(this.text, { uniqueKeys: true, prettyErrors: false });
+      this.tree = Array.isArray(parsed) ? parsed : [];
+    }
+    return this.tree;
+  }
+}
+
+/** A document read by a fast parser: its syntax tree is built from the file on first use. */
+class FastDoc implements ParsedDoc {
+  constructor(
+    readonly data: unknown,
+    readonly start: SourceRef,
+    private readonly tree: ReferenceTree,
+    private readonly index: number,
+  ) {}
+  get doc(): Document.Parsed {
+    return this.tree.docs[this.index] as Document.Parsed;
+  }
+}
+
+// ---- The plain-YAML parser: block mappings and sequences of simple plain scalars, one document.
+// It gives up (returns undefined) on anything else (quotes, multi-line or spaced scalars, tabs,
+// anchors, tags, comments after values, non-ASCII, duplicate keys...), which then takes the js-yaml
+// path. What it accepts it reads exactly as js-yaml's CORE_SCHEMA (and the yaml library) do.
+const BAIL: unique symbol = Symbol('bail');
+const PLAIN_KEY = /^[A-Za-z][A-Za-z0-9._/-]*$/;
+const PLAIN_SCALAR = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
+const DECIMAL = /^(?:0|[1-9][0-9]{0,14})$/;
+const PRINTABLE = /^[\x20-\x7e\n]*$/;
+const RESERVED: Record<string, boolean | null> = { null: null, Null: null, NULL: null, true: true, True: true, TRUE: true, false: false, False: false, FALSE: false };
+
+function plainScalar(v: string): unknown {
+  if (!PLAIN_SCALAR.test(v)) throw BAIL;
+  const c = v.charCodeAt(0);
+  if (c >= 48 && c <= 57) {
+    if (DECIMAL.test(v)) return Number(v);
+    // Two dots or more is neither an int nor a float in either parser (e.g. an IPv4 address).
+    if (v.indexOf('.') !== v.lastIndexOf('.')) return v;
+    throw BAIL;
+  }
+  if (Object.hasOwn(RESERVED, v)) throw BAIL;
+  return v;
+}
+
+function valueScalar(v: string): unknown {
+  if (v.charCodeAt(0) === 91 /* [ */) {
+    if (v.charCodeAt(v.length - 1) !== 93) throw BAIL;
+    const inner = v.slice(1, -1);
+    if (inner.trim() === '') {
+      if (inner !== '') throw BAIL;
+      return [];
+    }
+    return inner.split(',').map((item) => plainScalar(item.trim()));
+  }
+  if (v === '{}') return {};
+  return plainScalar(v);
+}
+
+/** The single document of `text`, and the 1-based line its content starts on; undefined to bail. */
+function fastYaml(text: string): { data: unknown; line: number } | undefined {
+  if (!PRINTABLE.test(text)) return undefined;
+  const indents: number[] = [];
+  const contents: string[] = [];
+  let firstLine = 0;
+  let lineNo = 0;
+  for (let start = 0; start <= text.length; lineNo++) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    const lineStart = start;
+    start = end + 1;
+    let p = lineStart;
+    while (p < end && text.charCodeAt(p) === 32) p++;
+    if (p === end) continue; // blank
+    if (text.charCodeAt(p) === 35 /* # */) continue; // comment line
+    if (text.charCodeAt(end - 1) === 32) return undefined;
+    if (contents.length === 0) firstLine = lineNo + 1;
+    indents.push(p - lineStart);
+    contents.push(text.slice(p, end));
+  }
+  if (contents.length === 0 || indents[0] !== 0) return undefined;
+  const parser = new PlainBlockParser(indents, contents);
+  try {
+    if (parser.isItem(0)) return undefined;
+    const data = parser.map(0);
+    if (parser.i !== contents.length) return undefined;
+    return { data, line: firstLine };
+  } catch (err) {
+    if (err === BAIL) return undefined;
+    throw err;
+  }
+}
+
+/** Block structure over content lines (indent, text after the indent); throws BAIL when unsure. */
+class PlainBlockParser {
+  i = 0;
+  private readonly n: number;
+  constructor(
+    private readonly indents: number[],
+    private readonly contents: string[],
+  ) {
+    this.n = contents.length;
+  }
+  isItem(k: number): boolean {
+    const c = this.contents[k] as string;
+    return c.charCodeAt(0) === 45 /* - */ && (c.length === 1 || c.charCodeAt(1) === 32);
+  }
+  node(ind: number): unknown {
+    return this.isItem(this.i) ? this.seq(ind) : this.map(ind);
+  }
+  map(ind: number): Record<string, unknown> {
+    const { indents, contents, n } = this;
+    const obj: Record<string, unknown> = {};
+    while (this.i < n && indents[this.i] === ind && !this.isItem(this.i)) {
+      const c = contents[this.i] as string;
+      const colon = c.indexOf(':');
+      if (colon <= 0) throw BAIL;
+      const key = c.slice(0, colon);
+      if (!PLAIN_KEY.test(key) || Object.hasOwn(RESERVED, key) || Object.hasOwn(obj, key)) throw BAIL;
+      this.i++;
+      let value: unknown;
+      if (colon === c.length - 1) {
+        const next = this.i < n ? (indents[this.i] as number) : -1;
+        if (next > ind) value = this.node(next);
+        else if (next === ind && this.isItem(this.i)) value = this.seq(ind);
+        else value = null;
+      } else {
+        if (c.charCodeAt(colon + 1) !== 32 || c.charCodeAt(colon + 2) === 32) throw BAIL;
+        value = valueScalar(c.slice(colon + 2));
+      }
+      obj[key] = value;
+    }
+    if (this.i < n && ((indents[this.i] as number) > ind || (indents[this.i] === ind && this.isItem(this.i)))) throw BAIL;
+    return obj;
+  }
+  seq(ind: number): unknown[] {
+    const { indents, contents, n } = this;
+    const arr: unknown[] = [];
+    while (this.i < n && indents[this.i] === ind && this.isItem(this.i)) {
+      const rest = (contents[this.i] as string).slice(2);
+      if (rest === '' || rest.charCodeAt(0) === 32 || rest.charCodeAt(0) === 45 || rest.charCodeAt(0) === 35) throw BAIL;
+      const colon = rest.indexOf(':');
+      if (colon > 0 && (colon === rest.length - 1 || rest.charCodeAt(colon + 1) === 32)) {
+        // "- key: value": a mapping whose keys sit two columns in.
+        contents[this.i] = rest;
+        indents[this.i] = ind + 2;
+        arr.push(this.map(ind + 2));
+      } else {
+        arr.push(valueScalar(rest));
+        this.i++;
+      }
+    }
+    if (this.i < n && (indents[this.i] as number) > ind) throw BAIL;
+    return arr;
+  }
+}
+
 function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagnostics): { file: FileText; docs: ParsedDoc[] } | null {
   const file: FileText = { path, text };
-  let tree: Document.Parsed[] | null = null;
-  const referenceTree = (): Document.Parsed[] => {
-    if (!tree) {
-      const parsed = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false });
-      tree = Array.isArray(parsed) ? parsed : [];
-    }
-    return tree;
-  };
+  const tree = new ReferenceTree(text);
   if (!NEEDS_REFERENCE_PARSER.test(text)) {
+    if (!text.startsWith('---') && !text.includes('\n---')) {
+      const fast = limits.maxDocumentsPerFile >= 1 ? fastYaml(text) : undefined;
+      if (fast) return { file, docs: [new FastDoc(fast.data, { file: path, line: fast.line, column: 1 }, tree, 0)] };
+    }
     let datas: unknown[] | null = null;
     try {
       // CORE_SCHEMA: YAML 1.2 core types only (no timestamps, no merge keys), as the reference parser reads them.
@@ -263,19 +508,10 @@ function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagno
         diags.error(at(path), 'too-many-documents', '', `${datas.length} YAML documents in one file (limit ${limits.maxDocumentsPerFile})`, 'split the file');
         return null;
       }
-      return {
-        file,
-        docs: datas.map((data, i) => ({
-          data,
-          start: starts[i] as SourceRef,
-          get doc(): Document.Parsed {
-            return referenceTree()[i] as Document.Parsed;
-          },
-        })),
-      };
+      return { file, docs: datas.map((data, i) => new FastDoc(data, starts[i] as SourceRef, tree, i)) };
     }
   }
-  const docs = referenceTree();
+  const docs = tree.docs;
   if (docs.length > limits.maxDocumentsPerFile) {
     diags.error(at(path), 'too-many-documents', '', `${docs.length} YAML documents in one file (limit ${limits.maxDocumentsPerFile})`, 'split the file');
     return null;
@@ -304,20 +540,27 @@ function parseFile(path: string, text: string, limits: LoadLimits, diags: Diagno
   return { file, docs: out };
 }
 
-/** parseFile + parseObject for one file, through the cache when given (diagnostics are replayed). */
-function parseObjectsCached(path: string, text: string, allowed: Kind[], dirHint: string, limits: LoadLimits, diags: Diagnostics, cache: ParseCache | undefined): ParsedObject[] | null {
-  const hit = cache?.entries.get(path);
-  if (hit && hit.text === text) {
-    for (const d of hit.errors) diags.add(d);
-    for (const d of hit.warnings) diags.add(d);
-    return hit.objects;
+/** parseFile + parseObject for one file, through its cache entry when given (diagnostics are replayed). */
+function parseObjects(path: string, text: string, allowed: Kind[], dirHint: string, limits: LoadLimits, diags: Diagnostics, entry: FileEntry | null): ParsedObject[] | null {
+  if (entry?.parsed) {
+    for (const d of entry.parsed.errors) diags.add(d);
+    for (const d of entry.parsed.warnings) diags.add(d);
+    return entry.parsed.objects;
   }
-  const local = new Diagnostics();
+  const local = entry ? new Diagnostics() : diags;
   const parsed = parseFile(path, text, limits, local);
-  const objects = parsed ? parsed.docs.map((d) => parseObject(parsed.file, d, allowed, dirHint, local)).filter((o): o is ParsedObject => o !== null) : null;
-  for (const d of local.errors) diags.add(d);
-  for (const d of local.warnings) diags.add(d);
-  cache?.entries.set(path, { text, objects, errors: local.errors, warnings: local.warnings });
+  const objects: ParsedObject[] | null = parsed ? [] : null;
+  if (parsed) {
+    for (const d of parsed.docs) {
+      const o = parseObject(parsed.file, d, allowed, dirHint, local);
+      if (o) objects!.push(o);
+    }
+  }
+  if (entry) {
+    for (const d of local.errors) diags.add(d);
+    for (const d of local.warnings) diags.add(d);
+    entry.parsed = { objects, errors: local.errors, warnings: local.warnings };
+  }
   return objects;
 }
 
@@ -332,17 +575,19 @@ interface Classified {
   dir?: string;
 }
 
-function classify(path: string): Classified {
-  if (path === 'fabric.yaml' || path === 'fabric.yml') return { kind: 'fabric' };
-  const parts = path.split('/');
-  if (parts[0] !== 'peers') return { kind: 'ignored' };
+const IGNORED: Classified = { kind: 'ignored' };
+const FABRIC: Classified = { kind: 'fabric' };
+
+function classify(path: string, parts: string[]): Classified {
+  if (path === 'fabric.yaml' || path === 'fabric.yml') return FABRIC;
+  if (parts[0] !== 'peers') return IGNORED;
   const peer = parts[1];
-  if (peer === undefined || parts.length < 3) return { kind: 'ignored' };
+  if (peer === undefined || parts.length < 3) return IGNORED;
   if (parts.length === 3 && (parts[2] === 'peer.yaml' || parts[2] === 'peer.yml')) return { kind: 'peer', peer };
   if (parts.length === 3 && parts[2] === 'peer.pem') return { kind: 'cert', peer };
-  if (parts.length === 3 && /^(README|CODEOWNERS|OWNERS)(\.md)?$/i.test(parts[2] ?? '')) return { kind: 'ignored' };
+  if (parts.length === 3 && /^(README|CODEOWNERS|OWNERS)(\.md)?$/i.test(parts[2] ?? '')) return IGNORED;
   if (parts.length === 4 && parts[2] && DIR_KIND[parts[2]] && /\.ya?ml$/.test(parts[3] ?? '')) return { kind: 'objects', peer, dir: parts[2] };
-  if (parts.length === 4 && parts[2] && DIR_KIND[parts[2]] && /^README(\.md)?$/i.test(parts[3] ?? '')) return { kind: 'ignored' };
+  if (parts.length === 4 && parts[2] && DIR_KIND[parts[2]] && /^README(\.md)?$/i.test(parts[3] ?? '')) return IGNORED;
   return { kind: 'unknown-peer-file', peer };
 }
 
@@ -356,24 +601,211 @@ function lineOfOffset(text: string, offset: number): SourceRef {
   return { file: '', line, column: offset - last + 1 };
 }
 
+/** A document's file, start and (lazily) syntax tree: what positions are computed from. */
+class DocRef {
+  constructor(
+    readonly file: FileText,
+    readonly source: SourceRef,
+    private readonly parsed: ParsedDoc,
+  ) {}
+  get doc(): Document.Parsed {
+    return this.parsed.doc;
+  }
+}
+
+class CheckedObject extends DocRef implements ParsedObject {
+  constructor(
+    readonly kind: Kind,
+    file: FileText,
+    source: SourceRef,
+    readonly data: unknown,
+    parsed: ParsedDoc,
+  ) {
+    super(file, source, parsed);
+  }
+}
+
+// ---- Fast schema checks for the common kinds. Each returns exactly what the zod schema's parse
+// returns (keys in schema order, absent optional keys absent) when the data is valid, and undefined
+// when it is not or when unsure: zod then decides and reports.
+const DNS1123 = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+const NO: unique symbol = Symbol('no');
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
+
+interface Field {
+  key: string;
+  optional: boolean;
+  check: (x: unknown) => unknown;
+}
+const req = (key: string, check: (x: unknown) => unknown): Field => ({ key, optional: false, check });
+const opt = (key: string, check: (x: unknown) => unknown): Field => ({ key, optional: true, check });
+
+/**
+ * A strict object: no unknown keys, required keys present. zod returns a copy with the keys in
+ * schema order; when the input already is exactly that copy (keys in schema order, every value
+ * returned as is), the input itself is returned and nothing is allocated.
+ */
+function vObject(v: unknown, fields: readonly Field[]): Record<string, unknown> {
+  if (!isRecord(v)) throw NO;
+  let canonical = true;
+  let last = -1;
+  for (const k in v) {
+    let idx = -1;
+    for (let j = 0; j < fields.length; j++) {
+      if (fields[j]!.key === k) {
+        idx = j;
+        break;
+      }
+    }
+    if (idx < 0) throw NO;
+    if (idx < last) canonical = false;
+    last = idx;
+  }
+  let out: Record<string, unknown> | null = canonical ? null : {};
+  for (const f of fields) {
+    const x = v[f.key];
+    if (x === undefined) {
+      if (!f.optional) throw NO;
+      continue;
+    }
+    const r = f.check(x);
+    if (out === null && r !== x) {
+      // Not the input after all: copy the fields before this one (all returned as they were).
+      out = {};
+      for (const g of fields) {
+        if (g === f) break;
+        const y = v[g.key];
+        if (y !== undefined) out[g.key] = y;
+      }
+    }
+    if (out !== null) out[f.key] = r;
+  }
+  return out ?? v;
+}
+function vLabel(v: unknown): string {
+  if (typeof v !== 'string' || v.length > 63 || !DNS1123.test(v)) throw NO;
+  return v;
+}
+function vPort(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) throw NO;
+  return v;
+}
+function vString(v: unknown, min = 0, max = Infinity): string {
+  if (typeof v !== 'string' || v.length < min || v.length > max) throw NO;
+  return v;
+}
+const vAnyString = (v: unknown): string => vString(v);
+/** A record of strings: zod copies it as it is, so the input itself is returned. */
+function vRecord(v: unknown, key: (k: string) => void, value: (x: unknown) => string): Record<string, string> {
+  if (!isRecord(v)) throw NO;
+  for (const k of Object.keys(v)) {
+    if (k === '__proto__') throw NO;
+    key(k);
+    value(v[k]);
+  }
+  return v as Record<string, string>;
+}
+/** An array; the input itself when every item is returned as is. */
+function vArray(v: unknown, item: (x: unknown) => unknown, min = 0): unknown[] {
+  if (!Array.isArray(v) || v.length < min) throw NO;
+  let out: unknown[] | null = null;
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    const r = item(x);
+    if (out === null && r !== x) out = v.slice(0, i);
+    if (out !== null) out.push(r);
+  }
+  return out ?? v;
+}
+function labelKeyCheck(k: string): void {
+  if (k.length > 317 || !LABEL_KEY.test(k)) throw NO;
+}
+function labelValueCheck(x: unknown): string {
+  const s = vString(x, 0, 63);
+  if (!LABEL_VALUE.test(s)) throw NO;
+  return s;
+}
+const selectorKeyCheck = (k: string): void => void vString(k, 1, 512);
+const vLabels = (v: unknown): Record<string, string> => vRecord(v, labelKeyCheck, labelValueCheck);
+const vStrings = (v: unknown): unknown[] => vArray(v, vAnyString);
+
+const METADATA: Field[] = [req('name', vLabel), opt('namespace', vLabel), opt('labels', vLabels), opt('annotations', (v) => vRecord(v, () => undefined, vAnyString))];
+const vOperator = (v: unknown): unknown => {
+  if (v !== 'In' && v !== 'NotIn' && v !== 'Exists' && v !== 'DoesNotExist') throw NO;
+  return v;
+};
+const REQUIREMENT: Field[] = [req('key', (v) => vString(v, 1, 512)), req('operator', vOperator), opt('values', vStrings)];
+const SELECTOR: Field[] = [opt('matchLabels', (v) => vRecord(v, selectorKeyCheck, vAnyString)), opt('matchExpressions', (v) => vArray(v, (e) => vObject(e, REQUIREMENT)))];
+const WORKLOADS: Field[] = [opt('workloadSets', vStrings), opt('workloadSelector', (v) => vObject(v, SELECTOR))];
+const vWorkloads = (v: unknown): unknown[] => vArray(v, (w) => vObject(w, WORKLOADS));
+const GATEWAY: Field[] = [req('host', (v) => vString(v, 1, 253)), req('port', vPort)];
+const SOURCE: Field[] = [req('exportName', vLabel), req('exportNamespace', vLabel), req('peer', vLabel)];
+const vAction = (v: unknown): unknown => {
+  if (v !== 'allow' && v !== 'deny') throw NO;
+  return v;
+};
+const vLbScheme = (v: unknown): unknown => {
+  if (v !== 'round-robin' && v !== 'random' && v !== 'static') throw NO;
+  return v;
+};
+const POLICY_SPEC: Field[] = [req('action', vAction), req('from', vWorkloads), req('to', vWorkloads)];
+const SPECS: Partial<Record<Kind, Field[]>> = {
+  Peer: [req('gateways', (v) => vArray(v, (g) => vObject(g, GATEWAY), 1))],
+  Export: [opt('host', (v) => vString(v, 1, 253)), req('port', vPort)],
+  Import: [req('port', vPort), opt('targetPort', vPort), req('sources', (v) => vArray(v, (x) => vObject(x, SOURCE), 1)), opt('lbScheme', vLbScheme)],
+  AccessPolicy: POLICY_SPEC,
+  PrivilegedAccessPolicy: POLICY_SPEC,
+};
+const TOP: Partial<Record<Kind, Field[]>> = Object.fromEntries(
+  Object.entries(SPECS).map(([kind, spec]) => [
+    kind,
+    [
+      req('apiVersion', (v) => {
+        if (v !== API_VERSION) throw NO;
+        return v;
+      }),
+      req('kind', (v) => {
+        if (v !== kind) throw NO;
+        return v;
+      }),
+      req('metadata', (v) => vObject(v, METADATA)),
+      req('spec', (v) => vObject(v, spec)),
+    ],
+  ]),
+);
+
+function fastValidate(kind: Kind, data: Record<string, unknown>): unknown {
+  const top = TOP[kind];
+  if (!top) return undefined;
+  try {
+    return vObject(data, top);
+  } catch (err) {
+    if (err === NO) return undefined;
+    throw err;
+  }
+}
+
 /** Parses one YAML document into a checked object of the expected kinds. */
 function parseObject(file: FileText, parsed: ParsedDoc, allowed: Kind[], dirHint: string, diags: Diagnostics): ParsedObject | null {
   const source = parsed.start;
   const data = parsed.data;
   if (data === null || data === undefined) return null; // an empty document (e.g. trailing ---)
-  const base = {
-    file,
-    source,
-    get doc(): Document.Parsed {
-      return parsed.doc;
-    },
-  };
   if (typeof data !== 'object' || Array.isArray(data)) {
     diags.error(source, 'not-an-object', '', 'a document must be a Kubernetes-style object (apiVersion, kind, metadata, spec)', 'start the document with apiVersion: clusterlink.net/v1alpha1 and kind: ...');
     return null;
   }
   const rec = data as Record<string, unknown>;
   const kind = rec.kind;
+  const allowedKind = typeof kind === 'string' && allowed.includes(kind as Kind);
+  if (allowedKind && rec.apiVersion === API_VERSION) {
+    // The common case first, without allocating anything for error reports.
+    const fast = fastValidate(kind as Kind, rec);
+    if (fast !== undefined) return new CheckedObject(kind as Kind, file, source, fast, parsed);
+  }
+  const base = new DocRef(file, source, parsed);
   if (typeof kind !== 'string' || !(KINDS as string[]).includes(kind)) {
     const s = typeof kind === 'string' ? closest(kind, KINDS) : null;
     diags.error(positionOf(base, ['kind']), 'unknown-kind', 'kind', `unknown kind ${JSON.stringify(kind ?? null)}`, s && distance(String(kind), s) <= 3 ? `did you mean "${s}"?` : `use one of: ${allowed.join(', ')}`);
@@ -392,15 +824,7 @@ function parseObject(file: FileText, parsed: ParsedDoc, allowed: Kind[], dirHint
     reportSchemaIssues(base, kind, result.error.issues, diags);
     return null;
   }
-  return {
-    kind: kind as Kind,
-    file,
-    source,
-    data: result.data,
-    get doc(): Document.Parsed {
-      return parsed.doc;
-    },
-  };
+  return new CheckedObject(kind as Kind, file, source, result.data, parsed);
 }
 
 function kindHome(kind: Kind): string {
@@ -429,117 +853,127 @@ interface PeerDraft {
   imports: ImportModel[];
   policies: PolicyModel[];
   objects: Map<string, SourceRef>;
-  /** Position of each import source (`<ns>/<name>#<index>`), for cross-reference errors. */
-  sourcePositions: Map<string, () => SourceRef>;
+  /** The object each import was read from: positions of its sources for cross-reference errors. */
+  importObjects: Map<ImportModel, ParsedObject>;
 }
 
-export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>, options: LoadOptions = {}): LoadResult {
-  const limits: LoadLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const diags = new Diagnostics();
+const newDraft = (name: string): PeerDraft => ({ name, peerYaml: null, certificatePem: null, exports: [], imports: [], policies: [], objects: new Map(), importObjects: new Map() });
 
-  if (files.size > limits.maxFiles) {
-    diags.error(at('.'), 'too-many-files', '', `${files.size} files in the fabric repository (limit ${limits.maxFiles})`, 'remove unrelated files or raise the limit');
-    return { ok: false, errors: diags.errors, warnings: diags.warnings };
+/** One pass over files, in path order: where diagnostics go, the peer drafts, the Fabric object. */
+interface Pass {
+  limits: LoadLimits;
+  diags: Diagnostics;
+  draft(name: string): PeerDraft;
+  fabricObj: ParsedObject | null;
+  sawFabricFile: boolean;
+}
+
+const PEER_DIR_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const TEXTUAL_NAME = /\.(ya?ml|pem|key|crt|txt|md|json|env)$/i;
+
+const byteSize = (bytes: Uint8Array | string): number => (typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength);
+const upperSize = (bytes: Uint8Array | string): number => (typeof bytes === 'string' ? bytes.length * 3 : bytes.byteLength);
+/** Every match of PRIVATE_KEY contains one of these: a cheap filter before the regex. */
+const mayHoldKey = (text: string): boolean => text.includes('PRIVATE KEY') || text.includes('PuTTY-User-Key-File');
+
+/**
+ * The per-file step of a load. Returns false where the file was skipped by an early check
+ * (which, as before, also skips the repository size check after it).
+ */
+function processFile(pass: Pass, path: string, bytes: Uint8Array | string, entry: FileEntry | null): boolean {
+  const { diags, limits } = pass;
+  const parts = path.split('/');
+  if (path.startsWith('/') || parts.some((s) => s === '..' || s === '')) {
+    diags.error(at(path), 'bad-path', '', `path escapes the repository or is not normalised: ${path}`, 'use relative paths inside the repository');
+    return false;
   }
-
-  let total = 0;
-  let fabricObj: ParsedObject | null = null;
-  let sawFabricFile = false;
-  const peers = new Map<string, PeerDraft>();
-  const draft = (name: string): PeerDraft => {
-    let d = peers.get(name);
-    if (!d) {
-      d = { name, peerYaml: null, certificatePem: null, exports: [], imports: [], policies: [], objects: new Map(), sourcePositions: new Map() };
-      peers.set(name, d);
-    }
-    return d;
-  };
-
-  const paths = [...files.keys()].sort();
-  for (const path of paths) {
-    const bytes = files.get(path)!;
-    const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
-    total += size;
-    if (path.startsWith('/') || path.split('/').some((s) => s === '..' || s === '')) {
-      diags.error(at(path), 'bad-path', '', `path escapes the repository or is not normalised: ${path}`, 'use relative paths inside the repository');
-      continue;
-    }
+  let size = entry?.size ?? null;
+  if (upperSize(bytes) > limits.maxFileBytes) {
+    size ??= byteSize(bytes);
     if (size > limits.maxFileBytes) {
       diags.error(at(path), 'file-too-large', '', `file is ${size} bytes (limit ${limits.maxFileBytes})`, 'split it into smaller files');
-      continue;
+      return false;
     }
-    const cls = classify(path);
-    const isTextual = cls.kind !== 'ignored' || /\.(ya?ml|pem|key|crt|txt|md|json|env)$/i.test(path) || size < 1024 * 1024;
-    const text = isTextual ? decode(bytes) : '';
-    // A file parsed from this exact text before has passed the private-key scan already.
-    const seenBefore = options.cache?.entries.get(path)?.text === text;
-    const keyMatch = seenBefore ? null : PRIVATE_KEY.exec(text);
+  }
+  const cls = classify(path, parts);
+  const isTextual = cls.kind !== 'ignored' || TEXTUAL_NAME.test(path) || (size ??= byteSize(bytes)) < 1024 * 1024;
+  if (entry && size !== null) entry.size = size;
+  let text = '';
+  if (isTextual) text = entry ? (entry.text ??= decode(bytes)) : decode(bytes);
+  // A file whose exact content passed the private-key scan before needs no second scan.
+  if (!entry?.keyFree) {
+    const keyMatch = mayHoldKey(text) ? PRIVATE_KEY.exec(text) : null;
     if (keyMatch) {
       const p = lineOfOffset(text, keyMatch.index);
       diags.error({ ...p, file: path }, 'private-key', '', 'this file contains a private key: private keys never belong in the fabric repository', 'delete it from the repository (and its history), and keep the key only on the peer that owns it; rotate it, it has been exposed');
-      continue;
+      return false;
     }
-    if (cls.peer !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(cls.peer)) {
-      diags.error(at(path), 'bad-peer-name', '', `peer directory "${cls.peer}" is not a DNS-1123 label`, 'rename the directory: lower-case letters, digits and "-", at most 63 characters');
-      continue;
-    }
-    switch (cls.kind) {
-      case 'ignored':
-        break;
-      case 'unknown-peer-file':
-        diags.warn(at(path), 'unknown-file', '', `file is not part of the fabric layout and is ignored`, 'objects go in peers/<peer>/{peer.yaml,peer.pem,exports/,imports/,policies/}');
-        break;
-      case 'cert':
-        draft(cls.peer!).certificatePem = text;
-        break;
-      case 'fabric':
-      case 'peer':
-      case 'objects': {
-        sawFabricFile ||= cls.kind === 'fabric';
-        const allowed: Kind[] = cls.kind === 'fabric' ? ['Fabric'] : cls.kind === 'peer' ? ['Peer'] : DIR_KIND[cls.dir!]!;
-        const dirHint = cls.kind === 'objects' ? `peers/${cls.peer}/${cls.dir}/` : path;
-        const objects = parseObjectsCached(path, text, allowed, dirHint, limits, diags, options.cache);
-        if (!objects) break;
-        if (cls.kind === 'fabric') {
-          if (objects.length > 1 || fabricObj) diags.error(objects[1]?.source ?? at(path), 'duplicate-fabric', '', 'more than one Fabric object', 'keep exactly one Fabric in fabric.yaml');
-          fabricObj ??= objects[0] ?? null;
-        } else if (cls.kind === 'peer') {
-          const d = draft(cls.peer!);
-          if (objects.length > 1) diags.error(objects[1]!.source, 'duplicate-peer', '', 'more than one Peer object in peer.yaml', 'keep exactly one Peer per peer.yaml');
-          const peerObj = objects[0];
-          if (peerObj) {
-            const name = (peerObj.data as z.infer<typeof kindSchemas.Peer>).metadata.name;
-            if (name !== cls.peer) {
-              diags.error(positionOf(peerObj, ['metadata', 'name']), 'ownership', 'metadata.name', `Peer "${name}" is defined in peers/${cls.peer}/: a peer's directory must carry its name`, `set metadata.name: ${cls.peer}, or move the file to peers/${name}/`);
-            } else {
-              d.peerYaml = peerObj;
-            }
+    if (entry) entry.keyFree = true;
+  }
+  if (cls.peer !== undefined && !PEER_DIR_NAME.test(cls.peer)) {
+    diags.error(at(path), 'bad-peer-name', '', `peer directory "${cls.peer}" is not a DNS-1123 label`, 'rename the directory: lower-case letters, digits and "-", at most 63 characters');
+    return false;
+  }
+  switch (cls.kind) {
+    case 'ignored':
+      break;
+    case 'unknown-peer-file':
+      diags.warn(at(path), 'unknown-file', '', `file is not part of the fabric layout and is ignored`, 'objects go in peers/<peer>/{peer.yaml,peer.pem,exports/,imports/,policies/}');
+      break;
+    case 'cert':
+      pass.draft(cls.peer!).certificatePem = text;
+      break;
+    case 'fabric':
+    case 'peer':
+    case 'objects': {
+      pass.sawFabricFile ||= cls.kind === 'fabric';
+      const allowed: Kind[] = cls.kind === 'fabric' ? ['Fabric'] : cls.kind === 'peer' ? ['Peer'] : DIR_KIND[cls.dir!]!;
+      const dirHint = cls.kind === 'objects' ? `peers/${cls.peer}/${cls.dir}/` : path;
+      const objects = parseObjects(path, text, allowed, dirHint, limits, diags, entry);
+      if (!objects) break;
+      if (cls.kind === 'fabric') {
+        if (objects.length > 1 || pass.fabricObj) diags.error(objects[1]?.source ?? at(path), 'duplicate-fabric', '', 'more than one Fabric object', 'keep exactly one Fabric in fabric.yaml');
+        pass.fabricObj ??= objects[0] ?? null;
+      } else if (cls.kind === 'peer') {
+        const d = pass.draft(cls.peer!);
+        if (objects.length > 1) diags.error(objects[1]!.source, 'duplicate-peer', '', 'more than one Peer object in peer.yaml', 'keep exactly one Peer per peer.yaml');
+        const peerObj = objects[0];
+        if (peerObj) {
+          const name = (peerObj.data as z.infer<typeof kindSchemas.Peer>).metadata.name;
+          if (name !== cls.peer) {
+            diags.error(positionOf(peerObj, ['metadata', 'name']), 'ownership', 'metadata.name', `Peer "${name}" is defined in peers/${cls.peer}/: a peer's directory must carry its name`, `set metadata.name: ${cls.peer}, or move the file to peers/${name}/`);
+          } else {
+            d.peerYaml = peerObj;
           }
-        } else {
-          for (const obj of objects) addObject(draft(cls.peer!), obj, diags);
         }
-        break;
+      } else {
+        for (const obj of objects) addObject(pass.draft(cls.peer!), obj, diags);
       }
-    }
-    if (total > limits.maxTotalBytes) {
-      diags.error(at(path), 'repo-too-large', '', `the fabric repository exceeds ${limits.maxTotalBytes} bytes`, 'remove unrelated large files');
-      return { ok: false, errors: diags.errors, warnings: diags.warnings };
+      break;
     }
   }
+  return true;
+}
 
-  if (options.cache) for (const p of options.cache.entries.keys()) if (!files.has(p)) options.cache.entries.delete(p);
-
-  if (!sawFabricFile) diags.error(at('fabric.yaml'), 'missing-fabric', '', 'fabric.yaml is missing', 'create fabric.yaml with kind: Fabric (clgo create fabric does it)');
-
-  const peerModels: PeerModel[] = [];
-  for (const d of [...peers.values()].sort((a, b) => a.name.localeCompare(b.name))) {
-    if (!d.peerYaml) {
-      const anyObject = d.exports[0]?.source ?? d.imports[0]?.source ?? d.policies[0]?.source;
-      diags.error(at(`peers/${d.name}/peer.yaml`), 'missing-peer', '', `peers/${d.name}/ has no peer.yaml${anyObject ? ` (objects such as ${anyObject.file} need it)` : ''}`, `add peers/${d.name}/peer.yaml with kind: Peer and metadata.name: ${d.name}`);
-      continue;
-    }
-    const spec = d.peerYaml.data as z.infer<typeof kindSchemas.Peer>;
-    peerModels.push({
+/** A draft's PeerModel, or the diagnostic saying its peer.yaml is missing. */
+function buildPeer(d: PeerDraft): { model: PeerModel; missing: null } | { model: null; missing: Diagnostic } {
+  if (!d.peerYaml) {
+    const anyObject = d.exports[0]?.source ?? d.imports[0]?.source ?? d.policies[0]?.source;
+    const missing: Diagnostic = {
+      severity: 'error',
+      file: `peers/${d.name}/peer.yaml`,
+      line: 1,
+      column: 1,
+      path: '',
+      message: `peers/${d.name}/ has no peer.yaml${anyObject ? ` (objects such as ${anyObject.file} need it)` : ''}`,
+      hint: `add peers/${d.name}/peer.yaml with kind: Peer and metadata.name: ${d.name}`,
+      code: 'missing-peer',
+    };
+    return { model: null, missing };
+  }
+  const spec = d.peerYaml.data as z.infer<typeof kindSchemas.Peer>;
+  return {
+    model: {
       name: d.name,
       labels: spec.metadata.labels ?? {},
       gateways: spec.spec.gateways,
@@ -548,12 +982,15 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
       imports: d.imports.sort(byNsName),
       policies: [...d.policies.filter((p) => p.tier === 'privileged').sort(byNsName), ...d.policies.filter((p) => p.tier === 'user').sort(byNsName)],
       source: d.peerYaml.source,
-    });
-  }
+    },
+    missing: null,
+  };
+}
 
-  crossCheck(peerModels, peers, diags);
-
-  if (sawFabricFile && !fabricObj && diags.errors.length === 0) {
+/** The checks after the per-file pass, once peers and their cross-references are known. */
+function finish(pass: Pass, peerModels: PeerModel[]): LoadResult {
+  const { diags, fabricObj } = pass;
+  if (pass.sawFabricFile && !fabricObj && diags.errors.length === 0) {
     diags.error(at('fabric.yaml'), 'missing-fabric', '', 'fabric.yaml holds no Fabric object', 'add the Fabric document (apiVersion: clusterlink.net/v1alpha1, kind: Fabric, metadata.name, spec.caCertificates)');
   }
   if (!fabricObj || diags.errors.length > 0) return { ok: false, errors: diags.errors, warnings: diags.warnings };
@@ -569,6 +1006,310 @@ export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>,
   return { ok: true, fabric, warnings: diags.warnings };
 }
 
+const missingFabric = (diags: Diagnostics): void =>
+  diags.error(at('fabric.yaml'), 'missing-fabric', '', 'fabric.yaml is missing', 'create fabric.yaml with kind: Fabric (clgo create fabric does it)');
+
+export function loadFabricFiles(files: ReadonlyMap<string, Uint8Array | string>, options: LoadOptions = {}): LoadResult {
+  const limits: LoadLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  if (files.size > limits.maxFiles) {
+    const diags = new Diagnostics();
+    diags.error(at('.'), 'too-many-files', '', `${files.size} files in the fabric repository (limit ${limits.maxFiles})`, 'remove unrelated files or raise the limit');
+    return { ok: false, errors: diags.errors, warnings: diags.warnings };
+  }
+  if (options.cache) {
+    let r: LoadResult | null;
+    try {
+      r = loadIncremental(files, limits, options.cache);
+    } catch (err) {
+      options.cache.clear(); // never keep a half-updated cache
+      throw err;
+    }
+    if (r) return r;
+    options.cache.clear(); // a repository over the size limit: the plain load reports it
+  }
+  return loadFull(files, limits);
+}
+
+function loadFull(files: ReadonlyMap<string, Uint8Array | string>, limits: LoadLimits): LoadResult {
+  const diags = new Diagnostics();
+  const peers = new Map<string, PeerDraft>();
+  const pass: Pass = {
+    limits,
+    diags,
+    draft: (name) => {
+      let d = peers.get(name);
+      if (!d) {
+        d = newDraft(name);
+        peers.set(name, d);
+      }
+      return d;
+    },
+    fabricObj: null,
+    sawFabricFile: false,
+  };
+
+  // The exact total is only needed when it may exceed the limit.
+  let upper = 0;
+  for (const bytes of files.values()) upper += upperSize(bytes);
+  const trackTotal = upper > limits.maxTotalBytes;
+  let total = 0;
+  const paths = [...files.keys()].sort();
+  for (const path of paths) {
+    const bytes = files.get(path)!;
+    if (trackTotal) total += byteSize(bytes);
+    if (processFile(pass, path, bytes, null) && total > limits.maxTotalBytes) {
+      diags.error(at(path), 'repo-too-large', '', `the fabric repository exceeds ${limits.maxTotalBytes} bytes`, 'remove unrelated large files');
+      return { ok: false, errors: diags.errors, warnings: diags.warnings };
+    }
+  }
+
+  if (!pass.sawFabricFile) missingFabric(diags);
+
+  const peerModels: PeerModel[] = [];
+  for (const d of [...peers.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    const b = buildPeer(d);
+    if (b.missing) diags.add(b.missing);
+    else peerModels.push(b.model);
+  }
+
+  checkGateways(peerModels, diags);
+  const byName = new Map(peerModels.map((p) => [p.name, p]));
+  let names: string[] | null = null;
+  const allNames = (): string[] => (names ??= peerModels.map((x) => x.name));
+  for (const p of peerModels) checkImports(p, peers.get(p.name), byName, allNames, diags, null);
+
+  return finish(pass, peerModels);
+}
+
+function unitOf(path: string): string | null {
+  if (!path.startsWith('peers/')) return null;
+  const j = path.indexOf('/', 6);
+  return j === -1 ? null : path.slice(0, j + 1);
+}
+
+function sameContent(a: Uint8Array | string, b: Uint8Array | string): boolean {
+  if (typeof a === 'string' || typeof b === 'string') return a === b;
+  if (a.byteLength !== b.byteLength) return false;
+  return (Buffer.isBuffer(a) ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)).equals(b);
+}
+
+/**
+ * A load through the cache: files are compared with what the cache remembers, peer directories
+ * with a changed, added or deleted file are rebuilt, the others reused as they are; null when the
+ * repository may exceed the size limit (the plain load then reports exactly where).
+ */
+function loadIncremental(files: ReadonlyMap<string, Uint8Array | string>, limits: LoadLimits, cache: ParseCache): LoadResult | null {
+  // What is remembered was computed under these limits.
+  const limitsKey = JSON.stringify(limits);
+  if (cache.limitsKey !== limitsKey) {
+    cache.clear();
+    cache.limitsKey = limitsKey;
+  }
+  const unitFor = (key: string): UnitState => {
+    let u = cache.units.get(key);
+    if (!u) {
+      u = { key, paths: [], dirty: true, errors: [], warnings: [], draft: null, model: null, missing: null };
+      cache.units.set(key, u);
+      cache.segments = null;
+    }
+    return u;
+  };
+  // The last load's files in its order: a source handing over a copy of the previous map with a few
+  // entries replaced is checked by walking both in step, without a lookup per file.
+  const keys = cache.orderKeys;
+  const vals = cache.orderValues;
+  let i = 0;
+  files.forEach((bytes, path) => {
+    const k = i++;
+    // Strings are immutable: the same string is the same content. Byte arrays are compared with
+    // the cache's own copy (a caller may reuse and overwrite a buffer).
+    if (keys[k] === path && vals[k] === bytes && typeof bytes === 'string') return;
+    keys[k] = path;
+    vals[k] = bytes;
+    let e = cache.files.get(path);
+    if (e && sameContent(e.raw, bytes)) {
+      if (typeof bytes === 'string') e.raw = bytes;
+      return;
+    }
+    const raw = typeof bytes === 'string' ? bytes : Buffer.from(bytes); // a copy
+    const unit = unitOf(path);
+    if (e) {
+      cache.upperTotal -= e.upper;
+      e.raw = raw;
+      e.size = null;
+      e.upper = upperSize(bytes);
+      e.text = null;
+      e.keyFree = false;
+      e.parsed = null;
+    } else {
+      e = { raw, size: null, upper: upperSize(bytes), text: null, unit, keyFree: false, parsed: null };
+      cache.files.set(path, e);
+      if (unit) unitFor(unit).paths.push(path);
+      else {
+        cache.globals.add(path);
+        cache.segments = null;
+      }
+    }
+    if (unit) unitFor(unit).dirty = true;
+    cache.upperTotal += e.upper;
+  });
+  keys.length = i;
+  vals.length = i;
+  if (cache.files.size !== files.size) {
+    // Deleted files.
+    const gone = new Set<string>();
+    for (const [path, e] of cache.files) {
+      if (files.has(path)) continue;
+      cache.files.delete(path);
+      cache.upperTotal -= e.upper;
+      if (e.unit) {
+        unitFor(e.unit).dirty = true;
+        gone.add(e.unit);
+      } else {
+        cache.globals.delete(path);
+        cache.segments = null;
+      }
+    }
+    for (const key of gone) {
+      const u = cache.units.get(key)!;
+      u.paths = u.paths.filter((p) => files.has(p));
+      if (u.paths.length === 0) {
+        cache.units.delete(key);
+        cache.segments = null;
+        if (u.draft) cache.draftOrder = null;
+      }
+    }
+  }
+  if (cache.upperTotal > limits.maxTotalBytes) {
+    let total = 0;
+    for (const bytes of files.values()) total += byteSize(bytes);
+    if (total > limits.maxTotalBytes) return null;
+  }
+
+  const diags = new Diagnostics();
+  const pass: Pass = {
+    limits,
+    diags,
+    draft: () => {
+      throw new Error('internal: a file outside peers/<name>/ asked for a peer draft');
+    },
+    fabricObj: null,
+    sawFabricFile: false,
+  };
+  cache.segments ??= [...cache.units.keys(), ...cache.globals].sort();
+  for (const seg of cache.segments) {
+    const u = cache.units.get(seg);
+    if (!u) {
+      processFile(pass, seg, files.get(seg)!, cache.files.get(seg)!);
+      continue;
+    }
+    if (u.dirty) rebuildUnit(u, files, limits, cache);
+    for (const d of u.errors) diags.add(d);
+    for (const d of u.warnings) diags.add(d);
+  }
+
+  if (!pass.sawFabricFile) missingFabric(diags);
+
+  cache.draftOrder ??= [...cache.units.values()]
+    .filter((u) => u.draft !== null)
+    .sort((a, b) => a.draft!.name.localeCompare(b.draft!.name) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .map((u) => u.key);
+  const peerModels: PeerModel[] = [];
+  for (const key of cache.draftOrder) {
+    const u = cache.units.get(key)!;
+    if (u.missing) diags.add(u.missing);
+    else peerModels.push(u.model!);
+  }
+
+  checkGateways(peerModels, diags);
+  crossCheckIncremental(peerModels, cache, diags);
+  return finish(pass, peerModels);
+}
+
+function rebuildUnit(u: UnitState, files: ReadonlyMap<string, Uint8Array | string>, limits: LoadLimits, cache: ParseCache): void {
+  const diags = new Diagnostics();
+  const name = u.key.slice('peers/'.length, -1);
+  let draft: PeerDraft | null = null;
+  const pass: Pass = {
+    limits,
+    diags,
+    draft: (n) => {
+      if (n !== name) throw new Error(`internal: peer ${n} in ${u.key}`);
+      return (draft ??= newDraft(n));
+    },
+    fabricObj: null,
+    sawFabricFile: false,
+  };
+  u.paths.sort();
+  for (const path of u.paths) processFile(pass, path, files.get(path)!, cache.files.get(path)!);
+  if ((u.draft === null) !== (draft === null)) cache.draftOrder = null;
+  u.draft = draft;
+  u.errors = diags.errors;
+  u.warnings = diags.warnings;
+  const built = draft ? buildPeer(draft) : null;
+  u.model = built?.model ?? null;
+  u.missing = built?.missing ?? null;
+  u.dirty = false;
+}
+
+function dropCheck(cache: ParseCache, name: string): void {
+  const c = cache.checks.get(name);
+  if (!c) return;
+  for (const dep of c.deps) cache.dependents.get(dep)?.delete(name);
+  cache.nameListUsers.delete(name);
+  cache.checks.delete(name);
+}
+
+/** checkImports for the peers whose inputs changed; the others' diagnostics are replayed. */
+function crossCheckIncremental(peerModels: PeerModel[], cache: ParseCache, diags: Diagnostics): void {
+  const byName = new Map(peerModels.map((p) => [p.name, p]));
+  const prev = cache.lastModels;
+  const invalid = new Set<string>();
+  let namesChanged = false;
+  const touch = (name: string): void => {
+    invalid.add(name);
+    for (const d of cache.dependents.get(name) ?? []) invalid.add(d);
+  };
+  for (const [name, model] of byName) {
+    const old = prev.get(name);
+    if (old === model) continue;
+    if (old === undefined) namesChanged = true;
+    // Other peers' checks read only which exports a peer has (and in which order, for hints).
+    if (old === undefined || !sameExportKeys(old, model)) touch(name);
+    else invalid.add(name);
+  }
+  for (const name of prev.keys()) {
+    if (byName.has(name)) continue;
+    namesChanged = true;
+    touch(name);
+    dropCheck(cache, name);
+  }
+  if (namesChanged) for (const n of cache.nameListUsers) invalid.add(n);
+  let names: string[] | null = null;
+  const allNames = (): string[] => (names ??= peerModels.map((x) => x.name));
+  for (const p of peerModels) {
+    let c = cache.checks.get(p.name);
+    if (!c || c.model !== p || invalid.has(p.name)) {
+      dropCheck(cache, p.name);
+      const local = new Diagnostics();
+      const unit = cache.units.get(`peers/${p.name}/`);
+      const deps = new Set<string>();
+      const r = checkImports(p, unit?.draft ?? undefined, byName, allNames, local, deps);
+      c = { model: p, deps: [...deps], errors: local.errors, warnings: local.warnings };
+      cache.checks.set(p.name, c);
+      for (const dep of c.deps) {
+        let set = cache.dependents.get(dep);
+        if (!set) cache.dependents.set(dep, (set = new Set()));
+        set.add(p.name);
+      }
+      if (r.usedNames) cache.nameListUsers.add(p.name);
+    }
+    for (const d of c.errors) diags.add(d);
+    for (const d of c.warnings) diags.add(d);
+  }
+  cache.lastModels = byName;
+}
+
 /**
  * Loads loose AccessPolicy / PrivilegedAccessPolicy files (for `clgo policy eval`): the same parsing,
  * schema and selector checks as a fabric repository, without the repository layout.
@@ -579,7 +1320,7 @@ export function loadPolicyFiles(
 ): { ok: true; policies: PolicyModel[]; warnings: Diagnostic[] } | { ok: false; errors: Diagnostic[]; warnings: Diagnostic[] } {
   const limits: LoadLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const diags = new Diagnostics();
-  const d: PeerDraft = { name: 'local', peerYaml: null, certificatePem: null, exports: [], imports: [], policies: [], objects: new Map(), sourcePositions: new Map() };
+  const d = newDraft('local');
   for (const path of [...files.keys()].sort()) {
     const bytes = files.get(path)!;
     const size = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
@@ -627,7 +1368,7 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
     }
     case 'Import': {
       const s = (obj.data as z.infer<typeof kindSchemas.Import>).spec;
-      d.imports.push({
+      const imp: ImportModel = {
         peer: d.name,
         name: meta.name,
         namespace: namespace!,
@@ -637,9 +1378,9 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
         sources: s.sources.map((src) => ({ peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace })),
         lbScheme: s.lbScheme ?? 'round-robin',
         source: obj.source,
-      });
-      s.sources.forEach((_, i) => d.sourcePositions.set(`${namespace}/${meta.name}#${i}`, () => positionOf(obj, ['spec', 'sources', i])));
-      d.sourcePositions.set(`${namespace}/${meta.name}#port`, () => positionOf(obj, ['spec', s.targetPort !== undefined ? 'targetPort' : 'port']));
+      };
+      d.imports.push(imp);
+      d.importObjects.set(imp, obj);
       break;
     }
     case 'AccessPolicy':
@@ -691,11 +1432,28 @@ function checkSelectors(obj: ParsedObject, spec: z.infer<typeof kindSchemas.Acce
   return ok;
 }
 
-function crossCheck(peersList: PeerModel[], drafts: Map<string, PeerDraft>, diags: Diagnostics): void {
-  const byName = new Map(peersList.map((p) => [p.name, p]));
-  const exportsByRef = new Map<string, ExportModel>();
-  for (const p of peersList) for (const e of p.exports) exportsByRef.set(`${p.name}/${e.namespace}/${e.name}`, e);
+/** `<ns>/<name>` of each export of a peer (computed once per PeerModel). */
+const exportKeysOf = new WeakMap<PeerModel, Set<string>>();
+function exportKeys(p: PeerModel): Set<string> {
+  let keys = exportKeysOf.get(p);
+  if (!keys) {
+    keys = new Set(p.exports.map((e) => `${e.namespace}/${e.name}`));
+    exportKeysOf.set(p, keys);
+  }
+  return keys;
+}
 
+function sameExportKeys(a: PeerModel, b: PeerModel): boolean {
+  if (a.exports.length !== b.exports.length) return false;
+  for (let i = 0; i < a.exports.length; i++) {
+    const x = a.exports[i]!;
+    const y = b.exports[i]!;
+    if (x.namespace !== y.namespace || x.name !== y.name) return false;
+  }
+  return true;
+}
+
+function checkGateways(peersList: PeerModel[], diags: Diagnostics): void {
   const gatewayOwner = new Map<string, string>();
   for (const p of peersList) {
     for (const g of p.gateways) {
@@ -705,36 +1463,58 @@ function crossCheck(peersList: PeerModel[], drafts: Map<string, PeerDraft>, diag
       gatewayOwner.set(key, p.name);
     }
   }
+}
 
-  for (const p of peersList) {
-    const sourcePositions = drafts.get(p.name)?.sourcePositions ?? new Map<string, () => SourceRef>();
-    const ports = new Map<number, ImportModel>();
-    for (const imp of p.imports) {
-      const listenPort = imp.targetPort ?? imp.port;
-      const clash = ports.get(listenPort);
-      if (clash) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#port`)?.() ?? imp.source, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
-      ports.set(listenPort, imp);
-      imp.sources.forEach((src, i) => {
-        // Positions only when reporting: computing them needs the file's full syntax tree.
-        const where = (): SourceRef => sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`)?.() ?? imp.source;
-        const path = `spec.sources[${i}]`;
-        if (!byName.has(src.peer)) {
-          const s = peersList.length ? closest(src.peer, peersList.map((x) => x.name)) : null;
-          diags.error(where(), 'unknown-peer', `${path}.peer`, `import source names peer "${src.peer}", which is not in the fabric`, s ? `did you mean "${s}"? (peers live in peers/<name>/)` : 'add the peer, or fix the name');
-        } else if (!exportsByRef.has(`${src.peer}/${src.exportNamespace}/${src.exportName}`)) {
-          const candidates = byName.get(src.peer)!.exports.map((e) => `${e.namespace}/${e.name}`);
-          const s = candidates.length ? closest(`${src.exportNamespace}/${src.exportName}`, candidates) : null;
-          diags.error(where(), 'unknown-export', `${path}.exportName`, `peer ${src.peer} has no export ${src.exportNamespace}/${src.exportName}`, s ? `did you mean ${s}? (see peers/${src.peer}/exports/)` : `peer ${src.peer} exports nothing yet: ask its owners to add peers/${src.peer}/exports/${src.exportName}.yaml`);
-        } else if (src.peer === p.name) {
-          diags.warn(where(), 'self-import', `${path}.peer`, `peer ${p.name} imports its own export ${src.exportNamespace}/${src.exportName}`, 'use the local Service directly instead');
-        }
-      });
-      const seen = new Set<string>();
-      imp.sources.forEach((src, i) => {
-        const k = `${src.peer}/${src.exportNamespace}/${src.exportName}`;
-        if (seen.has(k)) diags.error(sourcePositions.get(`${imp.namespace}/${imp.name}#${i}`)?.() ?? imp.source, 'duplicate-source', `spec.sources[${i}]`, `source ${k} is listed twice`, 'remove the duplicate');
-        seen.add(k);
-      });
+/**
+ * The cross-reference checks of one peer's imports. What they read of other peers: the peers
+ * named by its sources (`deps`), and the list of all peer names when a "did you mean" was needed.
+ */
+function sourcePosition(obj: ParsedObject | undefined, imp: ImportModel, i: number): SourceRef {
+  return obj ? positionOf(obj, ['spec', 'sources', i]) : imp.source;
+}
+
+function checkImports(p: PeerModel, draft: PeerDraft | undefined, byName: Map<string, PeerModel>, allNames: () => string[], diags: Diagnostics, deps: Set<string> | null): { usedNames: boolean } {
+  let usedNames = false;
+  const objects = draft?.importObjects;
+  const ports = new Map<number, ImportModel>();
+  for (const imp of p.imports) {
+    // Positions only when reporting: computing them needs the file's full syntax tree.
+    const obj = objects?.get(imp);
+    const listenPort = imp.targetPort ?? imp.port;
+    const clash = ports.get(listenPort);
+    if (clash) {
+      const where = obj ? positionOf(obj, ['spec', (obj.data as z.infer<typeof kindSchemas.Import>).spec.targetPort !== undefined ? 'targetPort' : 'port']) : imp.source;
+      diags.error(where, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
+    }
+    ports.set(listenPort, imp);
+    const sources = imp.sources;
+    for (let i = 0; i < sources.length; i++) {
+      const src = sources[i]!;
+      deps?.add(src.peer);
+      const exporter = byName.get(src.peer);
+      if (!exporter) {
+        usedNames = true;
+        const names = allNames();
+        const s = names.length ? closest(src.peer, names) : null;
+        diags.error(sourcePosition(obj, imp, i), 'unknown-peer', `spec.sources[${i}].peer`, `import source names peer "${src.peer}", which is not in the fabric`, s ? `did you mean "${s}"? (peers live in peers/<name>/)` : 'add the peer, or fix the name');
+      } else if (!exportKeys(exporter).has(`${src.exportNamespace}/${src.exportName}`)) {
+        const candidates = exporter.exports.map((e) => `${e.namespace}/${e.name}`);
+        const s = candidates.length ? closest(`${src.exportNamespace}/${src.exportName}`, candidates) : null;
+        diags.error(sourcePosition(obj, imp, i), 'unknown-export', `spec.sources[${i}].exportName`, `peer ${src.peer} has no export ${src.exportNamespace}/${src.exportName}`, s ? `did you mean ${s}? (see peers/${src.peer}/exports/)` : `peer ${src.peer} exports nothing yet: ask its owners to add peers/${src.peer}/exports/${src.exportName}.yaml`);
+      } else if (src.peer === p.name) {
+        diags.warn(sourcePosition(obj, imp, i), 'self-import', `spec.sources[${i}].peer`, `peer ${p.name} imports its own export ${src.exportNamespace}/${src.exportName}`, 'use the local Service directly instead');
+      }
+    }
+    // A source listed twice: reported at each repetition.
+    for (let i = 1; i < sources.length; i++) {
+      const src = sources[i]!;
+      let repeated = false;
+      for (let j = 0; j < i && !repeated; j++) {
+        const o = sources[j]!;
+        repeated = o.peer === src.peer && o.exportNamespace === src.exportNamespace && o.exportName === src.exportName;
+      }
+      if (repeated) diags.error(sourcePosition(obj, imp, i), 'duplicate-source', `spec.sources[${i}]`, `source ${src.peer}/${src.exportNamespace}/${src.exportName} is listed twice`, 'remove the duplicate');
     }
   }
+  return { usedNames };
 }

@@ -60,6 +60,95 @@ export function indexFabric(fabric: FabricModel): FabricIndex {
   return { fabric, peers, exports, importers, fingerprints };
 }
 
+/** Keeps one FabricIndex up to date across revisions of a fabric. */
+export interface FabricIndexer {
+  /**
+   * The index of `fabric`. Peers whose PeerModel object is the one of the previous revision (as the
+   * incremental loader keeps them when none of their files changed) are not re-indexed. The index
+   * returned is updated in place by the next call: take slices from it before that.
+   */
+  update(fabric: FabricModel): FabricIndex;
+}
+
+export function createFabricIndexer(): FabricIndexer {
+  let index: FabricIndex | null = null;
+  /** Export key → peers whose imports name it, whether or not the export exists. */
+  const refs = new Map<string, Set<string>>();
+  const refKeys = (p: PeerModel): string[] => p.imports.flatMap((imp) => imp.sources.map((src) => exportKey(src.peer, src.exportNamespace, src.exportName)));
+  return {
+    update(fabric) {
+      if (!index) {
+        index = indexFabric(fabric);
+        for (const p of fabric.peers) {
+          for (const k of refKeys(p)) {
+            let set = refs.get(k);
+            if (!set) refs.set(k, (set = new Set()));
+            set.add(p.name);
+          }
+        }
+        return index;
+      }
+      const idx = index;
+      const removed: PeerModel[] = [];
+      const added: PeerModel[] = [];
+      const next = new Set<string>();
+      for (const p of fabric.peers) {
+        next.add(p.name);
+        const old = idx.peers.get(p.name);
+        if (old === p) continue;
+        if (old) removed.push(old);
+        added.push(p);
+      }
+      if (next.size !== idx.peers.size + added.length - removed.length) {
+        for (const [name, old] of idx.peers) if (!next.has(name)) removed.push(old);
+      }
+      const affected = new Set<string>();
+      for (const p of removed) {
+        idx.peers.delete(p.name);
+        idx.fingerprints.delete(p.name);
+        for (const e of p.exports) {
+          const k = exportKey(p.name, e.namespace, e.name);
+          idx.exports.delete(k);
+          affected.add(k);
+        }
+        for (const k of refKeys(p)) {
+          refs.get(k)?.delete(p.name);
+          affected.add(k);
+        }
+      }
+      for (const p of added) {
+        idx.peers.set(p.name, p);
+        idx.fingerprints.set(p.name, certificateFingerprint(p.certificatePem));
+        for (const e of p.exports) {
+          const k = exportKey(p.name, e.namespace, e.name);
+          idx.exports.set(k, e);
+          affected.add(k);
+        }
+        for (const k of refKeys(p)) {
+          let set = refs.get(k);
+          if (!set) refs.set(k, (set = new Set()));
+          set.add(p.name);
+          affected.add(k);
+        }
+      }
+      for (const k of affected) {
+        const set = refs.get(k);
+        if (set && set.size === 0) refs.delete(k);
+        if (set && set.size > 0 && idx.exports.has(k)) idx.importers.set(k, [...set].sort());
+        else idx.importers.delete(k);
+      }
+      // Peers keep the fabric's order (indexFabric inserts them in it).
+      if (added.length > 0 || removed.length > 0) {
+        const ordered = new Map<string, PeerModel>();
+        for (const p of fabric.peers) ordered.set(p.name, idx.peers.get(p.name)!);
+        idx.peers = ordered;
+      }
+      idx.fabric = fabric;
+      return idx;
+    },
+  };
+}
+
 function isRevoked(fabric: FabricModel, fingerprint: string | null): boolean {
   if (fingerprint === null) return false;
   return fabric.revoked.fingerprints.some((f) => f.replaceAll(':', '').toLowerCase() === fingerprint);

@@ -6,7 +6,7 @@ import { loadFabricFiles } from '../../schema/load.ts';
 import type { PolicyModel } from '../../schema/model.ts';
 import { compilePolicies, decide, type AccessRequest } from '../../reconciler/policy/index.ts';
 import { createIncrementalLoader } from '../../schema/incremental.ts';
-import { indexFabric, sliceAll, sliceFromIndex } from '../../reconciler/slice/slice.ts';
+import { createFabricIndexer, sliceAll, sliceFromIndex } from '../../reconciler/slice/slice.ts';
 import { generateFabricFiles, peerName } from '../fixtures/generate-fabric.ts';
 import { percentile, row, type Benchmark, type BenchResult } from './harness.ts';
 
@@ -27,10 +27,12 @@ async function sliceBench(): Promise<BenchResult[]> {
   const full = Math.min(fullPass(files), fullPass(files));
 
   // One reconciler's view after one changed file: incremental reload (only the changed file is
-  // re-parsed), then this peer's slice.
+  // re-parsed, only its peer rebuilt and re-checked), incremental index update, then this peer's slice.
   const loader = createIncrementalLoader();
+  const indexer = createFabricIndexer();
   const first = loader.load(files);
   if (!first.ok) throw new Error('incremental load failed');
+  indexer.update(first.fabric);
   const path = [...files.keys()].find((p) => p.includes('/policies/'))!;
   const samples: number[] = [];
   for (let i = 0; i < 30; i++) {
@@ -39,7 +41,7 @@ async function sliceBench(): Promise<BenchResult[]> {
     const t0 = performance.now();
     const r = loader.load(changed);
     if (!r.ok) throw new Error('reload failed');
-    sliceFromIndex(indexFabric(r.fabric), peerName(7));
+    sliceFromIndex(indexer.update(r.fabric), peerName(7));
     samples.push(performance.now() - t0);
   }
   const reslice = percentile(samples, 50);
