@@ -145,6 +145,8 @@ const KNOWN_FIELDS = [
 ];
 
 const PRIVATE_KEY = /-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|PuTTY-User-Key-File|-----BEGIN PGP PRIVATE KEY BLOCK-----/;
+/** Import annotation choosing session affinity (Kubernetes' Service sessionAffinity values). */
+export const SESSION_AFFINITY = 'clusterlink.net/session-affinity';
 const POLICY_ATTRIBUTE_PREFIXES = ['peer.clusterlink.net/', 'client.clusterlink.net/', 'export.clusterlink.net/'];
 const DIR_KIND: Record<string, Kind[]> = {
   exports: ['Export'],
@@ -1340,7 +1342,7 @@ export function loadPolicyFiles(
 }
 
 function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
-  const meta = (obj.data as { metadata: { name: string; namespace?: string; labels?: Record<string, string> } }).metadata;
+  const meta = (obj.data as { metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> } }).metadata;
   const claimed = meta.labels?.['clusterlink.net/peer'];
   if (claimed !== undefined && claimed !== d.name) {
     diags.error(positionOf(obj, ['metadata', 'labels', 'clusterlink.net/peer']), 'ownership', 'metadata.labels.clusterlink.net/peer', `object under peers/${d.name}/ claims to belong to peer "${claimed}"`, `everything under peers/${d.name}/ is ${d.name}'s decision: move it to peers/${claimed}/ or fix the label`);
@@ -1377,8 +1379,15 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
         targetPort: s.targetPort ?? null,
         sources: s.sources.map((src) => ({ peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace })),
         lbScheme: s.lbScheme ?? 'round-robin',
+        sessionAffinity: 'None',
         source: obj.source,
       };
+      const affinity = meta.annotations?.[SESSION_AFFINITY];
+      if (affinity === 'ClientIP') imp.sessionAffinity = 'ClientIP';
+      else if (affinity !== undefined && affinity !== 'None') {
+        diags.error(positionOf(obj, ['metadata', 'annotations', SESSION_AFFINITY]), 'bad-annotation', `metadata.annotations.${SESSION_AFFINITY}`, `session affinity "${affinity}" is not known`, 'use ClientIP (a client keeps its exporter) or None');
+        return;
+      }
       d.imports.push(imp);
       d.importObjects.set(imp, obj);
       break;

@@ -66,6 +66,11 @@ export interface ImportModel {
   targetPort: number | null;
   sources: ImportSourceModel[];
   lbScheme: LbScheme;
+  /**
+   * `ClientIP` (annotation `clusterlink.net/session-affinity`): a client keeps its exporter while it
+   * stays allowed and reachable, for protocols that open several connections (iperf3, FTP). Default `None`.
+   */
+  sessionAffinity: 'None' | 'ClientIP';
   source: SourceRef;
 }
 

@@ -27,6 +27,7 @@ function importFrom(peer: string, source: string): ImportModel {
     targetPort: null,
     sources: [{ peer: source, exportName: 'db', exportNamespace: 'default' }],
     lbScheme: 'round-robin',
+    sessionAffinity: 'None',
     source: { file: `peers/${peer}/imports/db.yaml`, line: 1, column: 1 },
   };
 }

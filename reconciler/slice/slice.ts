@@ -172,6 +172,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
     port: imp.port,
     targetPort: imp.targetPort,
     lbScheme: imp.lbScheme,
+    sessionAffinity: imp.sessionAffinity,
     sources: imp.sources.map((src): SliceImportSource => {
       const peer = index.peers.get(src.peer);
       const exp = index.exports.get(exportKey(src.peer, src.exportNamespace, src.exportName));

@@ -51,6 +51,8 @@ export interface SliceImport {
   port: number;
   targetPort: number | null;
   lbScheme: LbScheme;
+  /** ClientIP: a client keeps the exporter it got while that one stays allowed (see ImportModel). */
+  sessionAffinity: 'None' | 'ClientIP';
   /** In the order written: the failover order for lbScheme static. */
   sources: SliceImportSource[];
   source: SourceRef;

@@ -36,6 +36,33 @@ describe('egress', () => {
     expect(third.allowed && third.candidates.map((c) => c.peer)).toEqual(['east', 'north']);
   });
 
+  it('with session affinity ClientIP, a client keeps its exporter while others rotate, until it is no longer allowed or the entry expires', () => {
+    let t = Date.parse('2026-11-26T00:00:00Z');
+    let slice = westSlice(pki, [ALLOW_ALL('west')], [dbImport({ sessionAffinity: 'ClientIP' })]);
+    const authz = createAuthorizer({ slice: () => slice, clientAttributes: byAddress, now: () => new Date(t) });
+    const firstOf = (address: string): string | undefined => {
+      const v = authz.egress(egressCheck(address));
+      return v.allowed ? v.candidates[0]?.peer : undefined;
+    };
+    const a = firstOf('10.0.0.1');
+    expect([firstOf('10.0.0.1'), firstOf('10.0.0.1'), firstOf('10.0.0.1')]).toEqual([a, a, a]);
+    // Another client is placed by the rotation, not by the first client's choice.
+    expect(firstOf('10.0.0.2')).not.toBe(a);
+    // The rest stay as failover candidates.
+    const v = authz.egress(egressCheck('10.0.0.1'));
+    expect(v.allowed && v.candidates.length).toBe(2);
+    // The sticky exporter becomes denied: the client moves, and stays on the new one.
+    const other = a === 'east' ? 'north' : 'east';
+    slice = westSlice(pki, [ALLOW_ALL('west'), policy('west', { name: 'no-sticky', action: 'deny', to: [{ workloadSelector: { matchLabels: { 'peer.clusterlink.net/name': a! } } }] })], [dbImport({ sessionAffinity: 'ClientIP' })]);
+    expect(firstOf('10.0.0.1')).toBe(other);
+    slice = westSlice(pki, [ALLOW_ALL('west')], [dbImport({ sessionAffinity: 'ClientIP' })]);
+    expect(firstOf('10.0.0.1')).toBe(other);
+    // After the affinity timeout (3 h) the rotation places it again.
+    t += 3 * 3600_000 + 1;
+    const placed = [firstOf('10.0.0.1'), firstOf('10.0.0.1')];
+    expect(placed[0]).toBe(placed[1]);
+  });
+
   it('skips exporters denied by policy, keeping the rest in load-balancing order', () => {
     const denyNorth = policy('west', { name: 'no-north', action: 'deny', to: [{ workloadSelector: { matchLabels: { 'peer.clusterlink.net/name': 'north' } } }] });
     const authz = createAuthorizer({ slice: fixed(westSlice(pki, [denyNorth, ALLOW_ALL('west')])), clientAttributes: byAddress });

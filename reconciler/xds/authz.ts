@@ -64,6 +64,9 @@ interface Prepared {
 }
 
 const ref = (namespace: string, name: string): string => `${namespace}/${name}`;
+/** Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds (3 h), and a bound on clients remembered. */
+const AFFINITY_TIMEOUT_MS = 10_800_000;
+const AFFINITY_MAX_ENTRIES = 100_000;
 const EMPTY_CLIENT: ClientAttributes = Object.freeze({ labels: Object.freeze({}) as Record<string, string> });
 
 function prepare(slice: Slice): Prepared {
@@ -87,6 +90,8 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
   let prepared = new WeakMap<Slice, Prepared>();
   /** Round-robin position per import; survives slice changes so the rotation continues. */
   let rrNext = new Map<string, number>();
+  /** Session affinity: `<import>|<client address>` → exporter, in insertion (≈ last use) order. */
+  let affinity = new Map<string, { peer: string; until: number }>();
 
   const current = (): { slice: Slice; p: Prepared } => {
     const slice = opts.slice();
@@ -130,7 +135,7 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     return { import: importRef, found: true, client, sources: judgeSources(slice, p, imp, client) };
   }
 
-  function order(imp: SliceImport, allowed: EgressCandidate[]): EgressCandidate[] {
+  function rotate(imp: SliceImport, allowed: EgressCandidate[]): EgressCandidate[] {
     if (allowed.length <= 1 || imp.lbScheme === 'static') return allowed;
     let first: number;
     if (imp.lbScheme === 'random') first = Math.min(allowed.length - 1, Math.floor(random() * allowed.length));
@@ -144,6 +149,22 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     return [...allowed.slice(first), ...allowed.slice(0, first)];
   }
 
+  function order(imp: SliceImport, allowed: EgressCandidate[], client: string): EgressCandidate[] {
+    if (imp.sessionAffinity !== 'ClientIP' || allowed.length === 0) return rotate(imp, allowed);
+    // Session affinity (as a Kubernetes Service's ClientIP): the client's previous exporter first
+    // while it is still allowed; the map is bounded and entries expire.
+    const key = `${ref(imp.namespace, imp.name)}|${client}`;
+    const t = now().getTime();
+    const sticky = affinity.get(key);
+    const keep = sticky && sticky.until > t ? allowed.findIndex((c) => c.peer === sticky.peer) : -1;
+    // A placed client does not advance the rotation: only new placements do.
+    const result = keep >= 0 ? [allowed[keep] as EgressCandidate, ...allowed.slice(0, keep), ...allowed.slice(keep + 1)] : rotate(imp, allowed);
+    affinity.delete(key);
+    if (affinity.size >= AFFINITY_MAX_ENTRIES) affinity.delete(affinity.keys().next().value as string);
+    affinity.set(key, { peer: (result[0] as EgressCandidate).peer, until: t + AFFINITY_TIMEOUT_MS });
+    return result;
+  }
+
   function egress(check: EgressCheck): EgressVerdict {
     const { slice, p } = current();
     const importRef = ref(check.importNamespace, check.importName);
@@ -154,7 +175,7 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     const judged = judgeSources(slice, p, imp, client);
     const allowed: EgressCandidate[] = [];
     for (const j of judged) if (j.allowed) allowed.push({ peer: j.peer, exportName: j.exportName, exportNamespace: j.exportNamespace });
-    if (allowed.length > 0) return { allowed: true, client, candidates: order(imp, allowed) };
+    if (allowed.length > 0) return { allowed: true, client, candidates: order(imp, allowed, check.sourceAddress) };
     const resolved = judged.filter((j) => j.resolved);
     if (resolved.length === 0) return { allowed: false, explanation: defaultDeny(`import ${importRef} has no resolvable source`) };
     const first = resolved[0] as EgressSourceExplanation;
@@ -199,6 +220,7 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     invalidate: () => {
       prepared = new WeakMap();
       rrNext = new Map();
+      affinity = new Map();
     },
   };
 }

@@ -9,6 +9,7 @@ export function imp(namespace: string, name: string, port = 8080, extra: Partial
     port,
     targetPort: null,
     lbScheme: 'round-robin',
+    sessionAffinity: 'None',
     sources: [],
     source: { file: `peers/east/imports/${namespace}-${name}.yaml`, line: 1, column: 1 },
     ...extra,

@@ -66,6 +66,7 @@ export function dbImport(over: Partial<SliceImport> = {}): SliceImport {
     port: 5432,
     targetPort: null,
     lbScheme: 'round-robin',
+    sessionAffinity: 'None',
     sources: [src('east'), src('north')],
     source: { file: 'peers/west/imports/db.yaml', line: 1, column: 1 },
     ...over,
