@@ -58,6 +58,11 @@ describe('slice of the example fabric', () => {
     const s = slice(revoked, 'east');
     expect(s.imports.flatMap((i) => i.sources).filter((x) => x.peer === 'west').every((x) => !x.resolved)).toBe(true);
     expect(s.members.map((m) => m.name)).not.toContain('west');
+    // Revoked by serial (as `clgo`'s revocation list may name it, with colons): the same.
+    const serial = new X509Certificate(west.certificatePem!).serialNumber.match(/../g)!.join(':');
+    const bySerial = slice({ ...fabric, revoked: { serials: [serial], fingerprints: [] } }, 'east');
+    expect(bySerial.members.map((m) => m.name)).not.toContain('west');
+    expect(bySerial.imports.flatMap((i) => i.sources).filter((x) => x.peer === 'west').every((x) => !x.resolved)).toBe(true);
     const gone = slice(fabric, 'nobody');
     expect([gone.imports, gone.exports, gone.members, gone.policies]).toEqual([[], [], [], []]);
   });

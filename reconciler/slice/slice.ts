@@ -2,6 +2,7 @@
 // deterministic: the same fabric always gives byte-identical JSON. Peers with no import/export
 // relation to this peer do not appear (the "limit information sharing" promise).
 import { X509Certificate } from 'node:crypto';
+import { normalizeSerial } from '../pki/encoding.ts';
 import type { ExportModel, FabricModel, PeerModel } from '../../schema/model.ts';
 import type { Slice, SliceExport, SliceImport, SliceImportSource, SliceMember } from './types.ts';
 
@@ -149,9 +150,31 @@ export function createFabricIndexer(): FabricIndexer {
   };
 }
 
-function isRevoked(fabric: FabricModel, fingerprint: string | null): boolean {
-  if (fingerprint === null) return false;
-  return fabric.revoked.fingerprints.some((f) => f.replaceAll(':', '').toLowerCase() === fingerprint);
+const serialCache = new Map<string, string | null>();
+
+/** Serial number of a PEM certificate, normalised as fabric.yaml revocations are; cached by PEM text. */
+function certificateSerial(pem: string | null): string | null {
+  if (pem === null) return null;
+  let serial = serialCache.get(pem);
+  if (serial === undefined) {
+    try {
+      serial = normalizeSerial(new X509Certificate(pem).serialNumber);
+    } catch {
+      serial = null;
+    }
+    if (serialCache.size > 100_000) serialCache.clear();
+    serialCache.set(pem, serial);
+  }
+  return serial;
+}
+
+/** A member whose committed certificate is revoked, by fingerprint or by serial, is left out of slices. */
+function isRevoked(fabric: FabricModel, index: FabricIndex, peer: string): boolean {
+  const fingerprint = index.fingerprints.get(peer) ?? null;
+  if (fingerprint !== null && fabric.revoked.fingerprints.some((f) => f.replaceAll(':', '').toLowerCase() === fingerprint)) return true;
+  if (fabric.revoked.serials.length === 0) return false;
+  const serial = certificateSerial(index.peers.get(peer)?.certificatePem ?? null);
+  return serial !== null && fabric.revoked.serials.some((s) => normalizeSerial(s) === serial);
 }
 
 /** The slice of one peer, from a prebuilt index (use `slice` for a one-off). */
@@ -177,7 +200,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
       const peer = index.peers.get(src.peer);
       const exp = index.exports.get(exportKey(src.peer, src.exportNamespace, src.exportName));
       // A revoked exporter is treated as absent: no tunnel is opened to it.
-      const resolved = peer !== undefined && exp !== undefined && src.peer !== peerName && !isRevoked(fabric, index.fingerprints.get(src.peer) ?? null);
+      const resolved = peer !== undefined && exp !== undefined && src.peer !== peerName && !isRevoked(fabric, index, src.peer);
       if (resolved) memberGateways.set(src.peer, true);
       return {
         peer: src.peer,
@@ -211,7 +234,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
       };
     })
     // A revoked member stays out: its tunnels close and new ones are refused.
-    .filter((m) => !isRevoked(fabric, m.certificateFingerprint));
+    .filter((m) => !isRevoked(fabric, index, m.name));
 
   return {
     fabric: fabric.name,

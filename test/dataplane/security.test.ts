@@ -274,22 +274,36 @@ describe('gateway security: refused with a clear log line, and the gateway keeps
     await expectStillServing();
   });
 
-  it('refuses a certificate whose serial the fabric revoked (the authorizer checks it from the certificate)', async () => {
+  it('refuses a certificate whose serial the fabric revoked, at the pin check like a revoked fingerprint', async () => {
     const logs = peers.west!.logs;
     const from = logs.mark();
     const serial = new X509Certificate(fresh.peers.east!.certificatePem).serialNumber;
     try {
       await applyToWest(withRevoked({ serials: [serial] }), 'revoked-serial');
       const r = await attempt({ head: connectHead('http.web:443', { 'x-clusterlink-client-namespace': 'web', 'x-clusterlink-client-labels': 'app=browser' }) });
-      expect(r.status).toBe(403);
-      expect(r.reply).toMatch(/x-clusterlink-deny-reason: .*revoked/i);
-      const line = await logs.find(from, /^denied: peer certificate refused \(revoked\): serial [0-9a-f]+ is revoked/);
-      expect(line).not.toBeNull();
-      expect(line?.peer).toBeNull();
+      // The member leaves the slice (revoked by serial), so its certificate is no longer pinned.
+      expect(r.status).toBeNull();
+      expect(r.closed).toBe(true);
+      expect(await logs.find(from, /^refused: client certificate is not a current member's committed peer\.pem$/)).not.toBeNull();
     } finally {
       await applyToWest(fabric, 'restored-serial');
     }
     await expectStillServing();
+  });
+
+  it('the authorizer refuses a revoked serial from the certificate itself, whatever the pins say', async () => {
+    // Defence in depth: verifyPeer checks the serial of the presented certificate too.
+    const { createAuthorizer } = await import('../../reconciler/xds/authz.ts');
+    const { slice: sliceOf } = await import('../../reconciler/slice/slice.ts');
+    const { loadFabricFiles } = await import('../../schema/load.ts');
+    const loaded = loadFabricFiles(fresh.files);
+    if (!loaded.ok) throw new Error('fabric');
+    const serial = new X509Certificate(fresh.peers.east!.certificatePem).serialNumber;
+    const westSlice = sliceOf(loaded.fabric, 'west');
+    const authz = createAuthorizer({ slice: () => ({ ...westSlice, revoked: { serials: [serial], fingerprints: [] } }), clientAttributes: () => null });
+    const v = authz.ingress({ peerCertificateDer: new X509Certificate(fresh.peers.east!.certificatePem).raw, exportNamespace: 'web', exportName: 'http', client: { labels: {} } });
+    expect(v.allowed).toBe(false);
+    expect(!v.allowed && v.explanation.message).toMatch(/revoked/);
   });
 
   it('takes identity from the certificate: edge claiming to be east in CONNECT headers is judged as edge', async () => {
