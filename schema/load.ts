@@ -246,6 +246,11 @@ function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
+/** A suggestion only when it is plausibly a typo of what was written, not merely the nearest name. */
+function closeEnough(written: string, candidate: string): string | null {
+  return distance(written, candidate) <= Math.max(2, Math.floor(written.length / 3)) ? candidate : null;
+}
+
 function suggest(name: string): string | null {
   const best = closest(name, KNOWN_FIELDS);
   return distance(name, best) <= Math.max(2, Math.floor(name.length / 3)) ? best : null;
@@ -1504,12 +1509,12 @@ function checkImports(p: PeerModel, draft: PeerDraft | undefined, byName: Map<st
       if (!exporter) {
         usedNames = true;
         const names = allNames();
-        const s = names.length ? closest(src.peer, names) : null;
-        diags.error(sourcePosition(obj, imp, i), 'unknown-peer', `spec.sources[${i}].peer`, `import source names peer "${src.peer}", which is not in the fabric`, s ? `did you mean "${s}"? (peers live in peers/<name>/)` : 'add the peer, or fix the name');
+        const s = names.length ? closeEnough(src.peer, closest(src.peer, names)) : null;
+        diags.error(sourcePosition(obj, imp, i), 'unknown-peer', `spec.sources[${i}].peer`, `import source names peer "${src.peer}", which is not in the fabric`, s ? `did you mean "${s}"? (peers live in peers/<name>/)` : 'add the peer (peers/<name>/peer.yaml), fix the name, or remove this source if the peer left the fabric');
       } else if (!exportKeys(exporter).has(`${src.exportNamespace}/${src.exportName}`)) {
         const candidates = exporter.exports.map((e) => `${e.namespace}/${e.name}`);
-        const s = candidates.length ? closest(`${src.exportNamespace}/${src.exportName}`, candidates) : null;
-        diags.error(sourcePosition(obj, imp, i), 'unknown-export', `spec.sources[${i}].exportName`, `peer ${src.peer} has no export ${src.exportNamespace}/${src.exportName}`, s ? `did you mean ${s}? (see peers/${src.peer}/exports/)` : `peer ${src.peer} exports nothing yet: ask its owners to add peers/${src.peer}/exports/${src.exportName}.yaml`);
+        const s = candidates.length ? closeEnough(`${src.exportNamespace}/${src.exportName}`, closest(`${src.exportNamespace}/${src.exportName}`, candidates)) : null;
+        diags.error(sourcePosition(obj, imp, i), 'unknown-export', `spec.sources[${i}].exportName`, `peer ${src.peer} has no export ${src.exportNamespace}/${src.exportName}`, s ? `did you mean ${s}? (see peers/${src.peer}/exports/)` : candidates.length ? `peer ${src.peer} exports ${candidates.slice(0, 5).join(', ')}${candidates.length > 5 ? ', …' : ''} (see peers/${src.peer}/exports/)` : `peer ${src.peer} exports nothing yet: ask its owners to add peers/${src.peer}/exports/${src.exportName}.yaml`);
       } else if (src.peer === p.name) {
         diags.warn(sourcePosition(obj, imp, i), 'self-import', `spec.sources[${i}].peer`, `peer ${p.name} imports its own export ${src.exportNamespace}/${src.exportName}`, 'use the local Service directly instead');
       }
