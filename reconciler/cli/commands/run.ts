@@ -49,6 +49,7 @@ const runFlags = z.object({
   authz: hostPort,
   authzAdvertise: hostPort.optional(),
   kube: z.boolean().optional(),
+  createNamespaces: z.boolean().optional(),
   namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name'),
   dataplaneSelector: z.string().regex(/^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*(,[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)*$/, 'must be key=value[,key=value]'),
   serveIdentity: z.boolean(),
@@ -155,6 +156,7 @@ async function runControlPlane(
       peer: flags.peer,
       namespace: flags.namespace,
       dataplaneSelector: parseSelector(flags.dataplaneSelector),
+      createNamespaces: flags.createNamespaces === true,
       onLeadershipChange: (leader) => logger.info({ leader }, leader ? 'leading: this replica applies Services' : 'standing by: another replica applies Services'),
       onError: (message) => logger.error({ err: message }, 'kubernetes'),
     });
@@ -208,6 +210,7 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
     .option('--authz <host:port>', 'control plane: ext_authz listen address', '0.0.0.0:18001')
     .option('--authz-advertise <host:port>', 'control plane: ext_authz address as data planes reach it (e.g. clgo-reconciler.clusterlink-system.svc:18001)')
     .option('--kube', 'control plane: apply a Service per import and watch Pods for client attributes (in-cluster config or $KUBECONFIG)')
+    .option('--create-namespaces', "control plane (--kube): create an import's namespace when it is missing (default: report it; needs namespaces:create in RBAC)")
     .option('--namespace <ns>', "control plane: the reconciler's own namespace (Lease, status ConfigMap)", process.env.POD_NAMESPACE ?? 'clusterlink-system')
     .option('--dataplane-selector <k=v,...>', 'control plane: labels of the data-plane pods', 'app.kubernetes.io/name=clgo-tunnel')
     .option('--no-serve-identity', "control plane: do not send the peer's key to data planes over SDS (pods mount it themselves)")
