@@ -18,23 +18,60 @@ export class TreeError extends Error {
 const SKIPPED_TOP = new Set(['.github', '.gitlab', 'node_modules']);
 
 /**
- * The blobs of the last tree read, by object id: a new revision re-reads (inflates) only the blobs
- * it changed. Holds one revision's files at a time.
+ * What the last tree read held, by object id: blobs, and whole subtrees (flattened, with their
+ * height). A new revision re-reads only the subtrees and blobs it changed — typically one peer's
+ * directory. Holds one revision's objects at a time.
  */
 export class BlobCache {
   /** @internal */
   blobs = new Map<string, Uint8Array>();
+  /** @internal */
+  trees = new Map<string, Subtree>();
 }
+
+interface Subtree {
+  /** Paths relative to the subtree, with their blob ids and bytes. */
+  files: Array<[string, string, Uint8Array]>;
+  /** Levels of nesting below this tree (0: files only). */
+  height: number;
+}
+
+const MAX_DEPTH = 16;
 
 export async function readCommitTree(gitdir: string, commitOid: string, limits: Partial<LoadLimits> = {}, cache: object = {}, blobCache?: BlobCache): Promise<Map<string, Uint8Array>> {
   const lim = { ...DEFAULT_LIMITS, ...limits };
   const files = new Map<string, Uint8Array>();
-  const seen = new Map<string, Uint8Array>();
+  const seenBlobs = new Map<string, Uint8Array>();
+  const seenTrees = new Map<string, Subtree>();
   let total = 0;
   const { commit } = await git.readCommit({ fs, gitdir, oid: commitOid, cache });
 
-  async function walk(treeOid: string, prefix: string, depth: number): Promise<void> {
-    if (depth > 16) throw new TreeError(`tree nesting deeper than 16 levels at ${prefix || '/'}`, prefix);
+  const addFile = (path: string, oid: string, blob: Uint8Array): void => {
+    if (files.size >= lim.maxFiles) throw new TreeError(`more than ${lim.maxFiles} files in the tree`, path);
+    if (blob.length > lim.maxFileBytes) throw new TreeError(`${path} is ${blob.length} bytes, over the ${lim.maxFileBytes}-byte limit per file`, path);
+    total += blob.length;
+    if (total > lim.maxTotalBytes) throw new TreeError(`the tree exceeds ${lim.maxTotalBytes} bytes in total`, path);
+    seenBlobs.set(oid, blob);
+    files.set(path, blob);
+  };
+
+  /** Reads one tree below the root (the root is special: some top-level folders are skipped). */
+  async function subtree(treeOid: string, prefix: string, depth: number): Promise<Subtree> {
+    const cached = seenTrees.get(treeOid) ?? blobCache?.trees.get(treeOid);
+    if (cached) {
+      if (depth + cached.height > MAX_DEPTH) throw new TreeError(`tree nesting deeper than ${MAX_DEPTH} levels at ${prefix}`, prefix);
+      for (const [rel, oid, blob] of cached.files) addFile(`${prefix}/${rel}`, oid, blob);
+      seenTrees.set(treeOid, cached);
+      return cached;
+    }
+    const out: Subtree = { files: [], height: 0 };
+    await readEntries(treeOid, prefix, depth, (rel, oid, blob) => out.files.push([rel, oid, blob]), (h) => (out.height = Math.max(out.height, h + 1)));
+    seenTrees.set(treeOid, out);
+    return out;
+  }
+
+  async function readEntries(treeOid: string, prefix: string, depth: number, onFile: (rel: string, oid: string, blob: Uint8Array) => void, onSubtree: (height: number) => void): Promise<void> {
+    if (depth > MAX_DEPTH) throw new TreeError(`tree nesting deeper than ${MAX_DEPTH} levels at ${prefix || '/'}`, prefix);
     const { tree } = await git.readTree({ fs, gitdir, oid: treeOid, cache });
     for (const entry of tree) {
       const path = prefix ? `${prefix}/${entry.path}` : entry.path;
@@ -45,20 +82,22 @@ export async function readCommitTree(gitdir: string, commitOid: string, limits: 
       if (entry.mode === '120000') throw new TreeError(`${path} is a symbolic link; the fabric repository must hold regular files only`, path);
       if (entry.mode === '160000') throw new TreeError(`${path} is a submodule; the fabric repository must not contain submodules`, path);
       if (entry.type === 'tree') {
-        await walk(entry.oid, path, depth + 1);
+        const sub = await subtree(entry.oid, path, depth + 1);
+        for (const [rel, oid, blob] of sub.files) onFile(`${entry.path}/${rel}`, oid, blob);
+        onSubtree(sub.height);
         continue;
       }
       if (entry.type !== 'blob') continue;
-      if (files.size >= lim.maxFiles) throw new TreeError(`more than ${lim.maxFiles} files in the tree`, path);
       const blob = blobCache?.blobs.get(entry.oid) ?? (await git.readBlob({ fs, gitdir, oid: entry.oid, cache })).blob;
-      seen.set(entry.oid, blob);
-      if (blob.length > lim.maxFileBytes) throw new TreeError(`${path} is ${blob.length} bytes, over the ${lim.maxFileBytes}-byte limit per file`, path);
-      total += blob.length;
-      if (total > lim.maxTotalBytes) throw new TreeError(`the tree exceeds ${lim.maxTotalBytes} bytes in total`, path);
-      files.set(path, blob);
+      addFile(path, entry.oid, blob);
+      onFile(entry.path, entry.oid, blob);
     }
   }
-  await walk(commit.tree, '', 0);
-  if (blobCache) blobCache.blobs = seen;
+
+  await readEntries(commit.tree, '', 0, () => undefined, () => undefined);
+  if (blobCache) {
+    blobCache.blobs = seenBlobs;
+    blobCache.trees = seenTrees;
+  }
   return files;
 }
