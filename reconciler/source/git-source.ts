@@ -126,6 +126,9 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     }
     const result = await git.fetch({ fs, http, gitdir, url: opts.url, remote: REMOTE, ref: ref.branch, singleBranch: true, tags: false, cache, ...(hasObjects ? {} : { depth: opts.depth ?? 1 }) });
     if (!result.fetchHead) throw new Error(`the server has no ${refLabel(ref)}`);
+    // isomorphic-git offers the local ref of the same name as "have" on the next fetch: without it
+    // the server resends the whole history every time (a 2,000-file repo: ~260 KB and ~250 ms).
+    await git.writeRef({ fs, gitdir, ref: `refs/heads/${ref.branch}`, value: result.fetchHead, force: true });
     return result.fetchHead;
   }
 
