@@ -200,19 +200,27 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
     if (subscribed.secret.length > 0) open(s, 'secret');
   }
 
-  function handleResponse(s: AdsStream, raw: unknown): void {
-    const parsed = discoveryResponse.safeParse(raw);
+  /** Parses a response and records its nonce; null (logged) when it is malformed or of an unknown type. */
+  function accepted<T extends { type_url: string; nonce?: string | undefined }>(schema: z.ZodType<T>, raw: unknown, what: string): { res: T; kind: ResourceKind } | null {
+    const parsed = schema.safeParse(raw);
     if (!parsed.success) {
-      log.error({ issue: parsed.error.issues[0]?.message }, 'malformed DiscoveryResponse ignored');
-      return;
+      log.error({ issue: parsed.error.issues[0]?.message }, `malformed ${what} ignored`);
+      return null;
     }
     const res = parsed.data;
     const kind = KIND_OF.get(res.type_url);
     if (!kind) {
       log.warn({ typeUrl: res.type_url }, 'response of an unsubscribed type ignored');
-      return;
+      return null;
     }
     nonces[kind] = res.nonce ?? '';
+    return { res, kind };
+  }
+
+  function handleResponse(s: AdsStream, raw: unknown): void {
+    const got = accepted(discoveryResponse, raw, 'DiscoveryResponse');
+    if (!got) return;
+    const { res, kind } = got;
     const decoded: Array<DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret> = [];
     try {
       const seen = new Set<string>();
@@ -261,18 +269,9 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
   }
 
   function handleDelta(s: AdsStream, raw: unknown): void {
-    const parsed = deltaResponse.safeParse(raw);
-    if (!parsed.success) {
-      log.error({ issue: parsed.error.issues[0]?.message }, 'malformed DeltaDiscoveryResponse ignored');
-      return;
-    }
-    const res = parsed.data;
-    const kind = KIND_OF.get(res.type_url);
-    if (!kind) {
-      log.warn({ typeUrl: res.type_url }, 'response of an unsubscribed type ignored');
-      return;
-    }
-    nonces[kind] = res.nonce ?? '';
+    const got = accepted(deltaResponse, raw, 'DeltaDiscoveryResponse');
+    if (!got) return;
+    const { res, kind } = got;
     const upserts: Array<{ version: string; value: DecodedListener | DecodedCluster | DecodedEndpoints | DecodedSecret }> = [];
     try {
       for (const r of res.resources ?? []) {

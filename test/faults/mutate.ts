@@ -2,17 +2,7 @@
 // tokens, numbers, anchors, tags) and byte-level (random and invalid UTF-8) edits. Deterministic
 // for a seed, so a failing case can be replayed from the seed the test prints.
 
-/** mulberry32: small, fast, seeded. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../fixtures/generate-fabric.ts';
 
 const TOKENS = [
   ':', ': ', '- ', '-', '{', '}', '[', ']', ',', '&a ', '*a', '<<: *a', '!!binary ', '!!str ', '!!int ', '!custom ', '~', 'null', 'true', 'no', 'yes',

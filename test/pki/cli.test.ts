@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { parse } from 'yaml';
-import { main } from '../../reconciler/cli.ts';
+import { runClgo } from '../fixtures/cli.ts';
 import { fabricObject, peerObject } from '../../schema/kinds.ts';
 import { createCertificateAuthority } from '../../reconciler/pki/issue.ts';
 import { fingerprintSha256, verifyPeer, type PeerTrust } from '../../reconciler/pki/index.ts';
@@ -17,15 +16,9 @@ const originalCwd = process.cwd();
 let allOutput = '';
 
 async function clgo(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['node', 'clgo', ...args], { stdout, stderr });
-  allOutput += out + err;
-  return { code, out, err };
+  const r = await runClgo(...args);
+  allOutput += r.out + r.err;
+  return r;
 }
 
 const mode = (p: string) => statSync(p).mode & 0o777;

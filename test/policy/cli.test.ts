@@ -2,21 +2,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../../reconciler/cli.ts';
+import { runClgo } from '../fixtures/cli.ts';
 import { EXAMPLE_DIR } from '../../reconciler/demo/fresh-fabric.ts';
 
-async function clgo(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['node', 'clgo', ...args], { stdout, stderr });
-  return { code, out, err };
-}
+const clgo = runClgo;
 
 const scratch = mkdtempSync(join(tmpdir(), 'clgo-policy-cli-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
