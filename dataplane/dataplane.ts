@@ -20,7 +20,7 @@ import {
   type UpstreamPeer,
 } from './contracts.ts';
 import { decodeLabels, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
-import { relay } from './relay.ts';
+import { idleFor, relay, type RelayHandle } from './relay.ts';
 
 export interface DataplaneLimits {
   /** TLS handshake at the gateway. */
@@ -34,6 +34,12 @@ export interface DataplaneLimits {
   /** Consecutive failures that eject an exporter endpoint, and for how long. */
   ejectAfterFailures: number;
   ejectForMs: number;
+  /**
+   * A tunnel that moved no byte in either direction for this long is closed on both sides (like
+   * Envoy tcp_proxy's idle_timeout, default 1 h); 0 disables. Checked by one sweep per data plane
+   * every idleTimeoutMs/10 (at most 15 s), so a close comes at most ~2 sweeps late, never early.
+   */
+  idleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: DataplaneLimits = {
@@ -43,6 +49,7 @@ export const DEFAULT_LIMITS: DataplaneLimits = {
   maxIngressConnections: 10_000,
   ejectAfterFailures: 3,
   ejectForMs: 10_000,
+  idleTimeoutMs: 3_600_000,
 };
 
 export interface DataplaneOptions {
@@ -71,6 +78,8 @@ export interface DataplaneStats {
   ingress: { connections: number; active: number; denied: number; badRequests: number; upstreamFailures: number; bytesIn: number; bytesOut: number };
   handshakeFailures: Record<string, number>;
   revalidationsClosed: number;
+  /** Tunnels closed by the idle time-out (limits.idleTimeoutMs). */
+  idleClosed: number;
 }
 
 export interface Dataplane {
@@ -85,8 +94,12 @@ export interface Dataplane {
 
 interface Tunnel {
   side: 'egress' | 'ingress';
+  /** Set once bytes flow (the relay started); the idle sweep reads it. */
+  relay: RelayHandle | null;
   /** Re-check this tunnel's right; resolves false when it must close. */
   stillAllowed(): Promise<boolean>;
+  /** Who and what, for log lines. */
+  describe(): Record<string, string>;
   destroy(): void;
 }
 
@@ -159,6 +172,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     ingress: { connections: 0, active: 0, denied: 0, badRequests: 0, upstreamFailures: 0, bytesIn: 0, bytesOut: 0 },
     handshakeFailures: {},
     revalidationsClosed: 0,
+    idleClosed: 0,
   };
   let ingressServer: tls.Server | null = null;
   let ingressKey = '';
@@ -313,7 +327,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
           downstream.off('error', downstreamError);
           const tunnel = new EgressTunnel(downstream, upstream, check, cand);
           tunnels.add(tunnel);
-          relay(downstream, upstream, (out, back) => {
+          tunnel.relay = relay(downstream, upstream, (out, back) => {
             tunnels.delete(tunnel);
             s.active--;
             s.bytesOut += out;
@@ -342,6 +356,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   /** An open tunnel at egress: what revalidation needs, no closures per tunnel. */
   class EgressTunnel implements Tunnel {
     readonly side = 'egress' as const;
+    relay: RelayHandle | null = null;
     constructor(
       private readonly downstream: net.Socket,
       private readonly upstream: tls.TLSSocket,
@@ -352,6 +367,10 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const cand = this.cand;
       const v = await authorizer.egress(this.check);
       return v.allowed && v.candidates.some((c) => c.peer === cand.peer && c.exportName === cand.exportName && c.exportNamespace === cand.exportNamespace) && config.upstreams.some((u) => u.peer === cand.peer);
+    }
+    describe(): Record<string, string> {
+      const c = this.cand;
+      return { peer: c.peer, export: `${c.exportNamespace}/${c.exportName}`, import: `${this.check.importNamespace}/${this.check.importName}`, source: `${this.check.sourceAddress}:${this.check.sourcePort}` };
     }
     destroy(): void {
       this.downstream.destroy();
@@ -483,7 +502,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     socket.off('error', destroyOnError);
     const tunnel = new IngressTunnel(socket, upstream, verdict.peer, target.exportName, target.exportNamespace, client);
     tunnels.add(tunnel);
-    relay(socket, upstream, (toService, toPeer) => {
+    tunnel.relay = relay(socket, upstream, (toService, toPeer) => {
       tunnels.delete(tunnel);
       stats.ingress.active--;
       stats.ingress.bytesIn += toService;
@@ -497,6 +516,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
    */
   class IngressTunnel implements Tunnel {
     readonly side = 'ingress' as const;
+    relay: RelayHandle | null = null;
     constructor(
       private readonly socket: tls.TLSSocket,
       private readonly upstream: net.Socket,
@@ -511,6 +531,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const der = cert.raw;
       const v = await authorizer.ingress({ peerCertificateDer: der, exportName: this.exportName, exportNamespace: this.exportNamespace, client: this.client });
       return v.allowed && v.peer === this.peer && pins.has(fingerprintOf(der));
+    }
+    describe(): Record<string, string> {
+      return { peer: this.peer, export: `${this.exportNamespace}/${this.exportName}` };
     }
     destroy(): void {
       this.socket.destroy();
@@ -616,9 +639,31 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     await syncEgress(cfg);
   }
 
+  // ---------------------------------------------------------------- idle time-out
+
+  /** One sweep for all tunnels: closes those idle for idleTimeoutMs (see relay.ts idleFor). */
+  function sweepIdle(): void {
+    const now = performance.now();
+    for (const t of tunnels) {
+      if (!t.relay) continue;
+      const idleMs = idleFor(t.relay, now);
+      if (idleMs < limits.idleTimeoutMs) continue;
+      tunnels.delete(t);
+      t.destroy();
+      stats.idleClosed++;
+      log.debug({ direction: t.side, ...t.describe(), idleMs: Math.round(idleMs) }, `closed idle tunnel: no byte in either direction for ${Math.round(idleMs)} ms (idleTimeoutMs ${limits.idleTimeoutMs})`);
+    }
+  }
+  const idleSweep = limits.idleTimeoutMs > 0 ? setInterval(sweepIdle, Math.min(15_000, Math.max(10, Math.floor(limits.idleTimeoutMs / 10)))).unref() : null;
+
   clientContext = makeClientContext(config);
-  await syncIngress(config);
-  await syncEgress(config);
+  try {
+    await syncIngress(config);
+    await syncEgress(config);
+  } catch (err) {
+    if (idleSweep) clearInterval(idleSweep);
+    throw err;
+  }
 
   return {
     async update(cfg) {
@@ -661,6 +706,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     },
     async close() {
       closing = true;
+      if (idleSweep) clearInterval(idleSweep);
       for (const t of tunnels) t.destroy();
       tunnels.clear();
       const servers: net.Server[] = [...[...egressServers.values()].map((e) => e.server), ...(ingressServer ? [ingressServer] : [])];

@@ -8,20 +8,40 @@
 //    object reachable from both sockets, so an idle tunnel holds no closure of its own.
 // Backpressure is explicit: a write that returns false pauses the source until the destination's
 // 'drain'. Either side closing or failing tears both down.
+// Idle time-out without a timer per tunnel or per chunk: the data handler only sets a flag, and
+// the owner's periodic sweep (idleFor) turns flag and write-queue changes into a timestamp.
 import type net from 'node:net';
 
 /** Largest chunk a TLSSocket emits (Node's kClearOutChunkSize): a full one means more may follow. */
 const FULL_CHUNK = 16 * 1024;
 const STATE = Symbol('clusterlink.relay');
+/** TCP keepalive on both sockets of a tunnel: first probe after this much silence. */
+export const KEEPALIVE_DELAY_MS = 30_000;
 
 interface RelayState {
   a: net.Socket;
   b: net.Socket;
   closed: boolean;
+  /** A chunk arrived on either side since the last sweep. */
+  moved: boolean;
+  /** Bytes queued for writing on both sides at the last sweep (a slow reader draining them is activity too). */
+  queued: number;
+  /** performance.now() of the last sweep that saw activity (or of the start). */
+  activeAt: number;
   onClose: (bytesAtoB: number, bytesBtoA: number) => void;
 }
 
+/** What the owner of a tunnel keeps of its relay: enough for the idle sweep, no methods per tunnel. */
+export type RelayHandle = Readonly<Pick<RelayState, 'closed'>>;
+
 type RelaySocket = net.Socket & { [STATE]?: RelayState };
+
+/** Bytes read by all relays of this process so far (for the adaptive heap tuning, heap-tuning.ts). */
+let relayed = 0;
+
+export function bytesRelayed(): number {
+  return relayed;
+}
 
 /** Destinations corked by a full chunk, uncorked after the current I/O phase at the latest. */
 let corked: net.Socket[] = [];
@@ -41,8 +61,11 @@ function peerOf(s: RelaySocket): net.Socket | null {
 }
 
 function onData(this: RelaySocket, chunk: Buffer): void {
-  const dst = peerOf(this);
-  if (!dst) return;
+  const st = this[STATE];
+  if (!st || st.closed) return;
+  st.moved = true;
+  relayed += chunk.length;
+  const dst = st.a === this ? st.b : st.a;
   let ok: boolean;
   if (chunk.length === FULL_CHUNK) {
     if (dst.writableCorked === 0) {
@@ -93,14 +116,36 @@ function attach(s: RelaySocket, st: RelayState): void {
  * and `onClose` gets the bytes written to b (a → b) and to a (b → a). Both sockets should have
  * a writable high-water mark of at least 64 KiB so that a corked batch of TLS chunks fits.
  */
-export function relay(a: net.Socket, b: net.Socket, onClose: (bytesAtoB: number, bytesBtoA: number) => void): void {
-  const st: RelayState = { a, b, closed: false, onClose };
+export function relay(a: net.Socket, b: net.Socket, onClose: (bytesAtoB: number, bytesBtoA: number) => void): RelayHandle {
+  const st: RelayState = { a, b, closed: false, moved: false, queued: 0, activeAt: performance.now(), onClose };
   attach(a, st);
   attach(b, st);
   if (a.destroyed || b.destroyed) {
     onDone.call(a);
-    return;
+    return st;
   }
+  a.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+  b.setKeepAlive(true, KEEPALIVE_DELAY_MS);
   a.resume();
   b.resume();
+  return st;
+}
+
+/**
+ * For a periodic sweep: how long (ms, against `now` = performance.now()) the tunnel has moved no
+ * byte in either direction — no chunk read on either side and no change in what either side still
+ * has queued to write. Activity is noticed at sweep granularity, so the result errs towards less
+ * idle (by up to one sweep period), never more.
+ */
+export function idleFor(h: RelayHandle, now: number): number {
+  const st = h as RelayState;
+  if (st.closed) return 0;
+  const queued = st.a.writableLength + st.b.writableLength;
+  if (st.moved || queued !== st.queued) {
+    st.moved = false;
+    st.queued = queued;
+    st.activeAt = now;
+    return 0;
+  }
+  return now - st.activeAt;
 }

@@ -344,6 +344,16 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     },
   });
   new Counter({
+    name: 'clgo_tunnels_idle_closed_total',
+    help: 'Tunnels closed because no byte moved in either direction for the idle time-out (default 1 h).',
+    registers,
+    collect() {
+      this.reset();
+      const s = dp();
+      if (s) setCounter(this, {}, s.idleClosed);
+    },
+  });
+  new Counter({
     name: 'clgo_tunnels_revoked_total',
     help: 'Open tunnels closed because a new revision revoked their right (peer removed, pin changed, policy now denies).',
     registers,

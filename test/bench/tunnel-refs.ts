@@ -7,7 +7,7 @@
 //    is isolated: this file is also the child's entry point (`node --import tsx tunnel-refs.ts dataplane-child`),
 //  - a TCP echo server with Nagle off.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -59,8 +59,9 @@ export interface Proc {
 
 const tracked = new Set<Proc>();
 
-export function spawnTracked(name: string, cmd: string, args: string[], opts: { ipc?: boolean; cwd?: string } = {}): Proc {
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO_ROOT, stdio: opts.ipc ? ['ignore', 'ignore', 'pipe', 'ipc'] : ['ignore', 'ignore', 'pipe'] });
+export function spawnTracked(name: string, cmd: string, args: string[], opts: { ipc?: boolean; cwd?: string; stdout?: number } = {}): Proc {
+  const out = opts.stdout ?? 'ignore';
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO_ROOT, stdio: opts.ipc ? ['ignore', out, 'pipe', 'ipc'] : ['ignore', out, 'pipe'] });
   if (child.pid === undefined) throw new Error(`cannot start ${cmd}`);
   let tail = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -305,8 +306,17 @@ function childClient(proc: Proc): { call(req: ChildCall, timeoutMs?: number): Pr
   };
 }
 
+/** Node/V8 flags the data plane children start with (V8 heap tuning is applied at run time, see childMain). */
+export const DATAPLANE_NODE_FLAGS: string[] = [];
+
 export async function startDataplaneChild(role: 'egress' | 'gateway', peer: string, files: Map<string, Uint8Array>, identity: PemIdentity): Promise<DataplaneChild> {
-  const proc = spawnTracked(`ours ${role} (${peer})`, process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), 'dataplane-child'], { ipc: true });
+  // CLGO_BENCH_CHILD_FLAGS: extra Node/V8 flags for the children (e.g. --trace-gc); CLGO_BENCH_CHILD_STDOUT:
+  // a directory that gets each child's stdout (where --trace-gc writes) as <role>.<pid>.log.
+  const extra = (process.env.CLGO_BENCH_CHILD_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const outDir = process.env.CLGO_BENCH_CHILD_STDOUT;
+  const stdout = outDir ? openSync(join(outDir, `${role}.${Date.now()}.log`), 'w') : undefined;
+  const proc = spawnTracked(`ours ${role} (${peer})`, process.execPath, [...DATAPLANE_NODE_FLAGS, ...extra, '--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), 'dataplane-child'], { ipc: true, ...(stdout === undefined ? {} : { stdout }) });
+  if (stdout !== undefined) closeSync(stdout);
   const client = childClient(proc);
   await client.call({ op: 'start', role, peer, files: [...files].map(([p, b]) => [p, Buffer.from(b).toString('base64')]), identity, egressAddress: NET.oursEgress }, 30_000);
   return {
@@ -319,6 +329,8 @@ export async function startDataplaneChild(role: 'egress' | 'gateway', peer: stri
 }
 
 async function childMain(): Promise<void> {
+  // As in production (bin/clgo.mjs for `run` and `dataplane`): the relay's heap tuning, set at run time.
+  if (process.env.CLGO_BENCH_NO_HEAP_TUNING !== '1') (await import('../../dataplane/heap-tuning.ts')).startRelayHeapTuning();
   // Imported here so that the parent (which only spawns) does not load the data plane.
   const [{ startDataplane }, { loadFabricFiles }, { slice }, { createAuthorizer }, { dataplaneConfigFromSlice }, { clientLookup }] = await Promise.all([
     import('../../dataplane/dataplane.ts'),
