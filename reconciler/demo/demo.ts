@@ -142,10 +142,10 @@ function echo(host: string, port: number, localAddress: string, bytes: number): 
   });
 }
 
-/** One HTTP GET through an import; resolves with the status and body, or 'refused'. */
-function httpGet(host: string, port: number, localAddress: string, agent?: http.Agent): Promise<{ status: number; body: string } | 'refused'> {
+/** One HTTP GET through an import (a fresh connection unless `agent`); resolves with the status and body, or 'refused'. */
+export function httpGet(host: string, port: number, localAddress: string, agent?: http.Agent, opts: { path?: string; timeoutMs?: number } = {}): Promise<{ status: number; body: string } | 'refused'> {
   return new Promise((resolve) => {
-    const req = http.get({ host, port, localAddress, path: '/', agent: agent ?? false, timeout: 10_000 }, (res) => {
+    const req = http.get({ host, port, localAddress, path: opts.path ?? '/', agent: agent ?? false, timeout: opts.timeoutMs ?? 10_000 }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));

@@ -8,13 +8,13 @@ import { randomBytes } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import type { Slice } from '../slice/types.ts';
-import { ServiceApplier, type ServiceApplyError } from './apply.ts';
+import { ServiceApplier, type ServiceApplyResult } from './apply.ts';
 import { errorMessage, sleep } from './api.ts';
 import { EndpointSliceApplier, type SliceApplyResult, type SliceTarget } from './endpointslices.ts';
 import { startLeaderElection, type LeaderElector } from './leader.ts';
 import { startPodWatcher, type PodWatcher } from './pods.ts';
 import { StatusWriter } from './status.ts';
-import type { ObjectRef, ServiceConflict } from './services.ts';
+import type { ObjectRef } from './services.ts';
 
 export { planServices, serviceManifest, specHash, FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_PEER, ANNOTATION_IMPORT, ANNOTATION_SOURCE, ANNOTATION_SPEC_HASH } from './services.ts';
 export type { ServiceManifest, ServiceObject, ServicePlan, ObjectRef, ServiceConflict } from './services.ts';
@@ -64,17 +64,11 @@ export interface EndpointSyncReport extends SliceApplyResult {
   durationMs: number;
 }
 
-export interface KubeApplyReport {
+/** The Service pass's outcome (see ServiceApplyResult) plus what the target did around it. */
+export interface KubeApplyReport extends Pick<ServiceApplyResult, 'applied' | 'pruned' | 'unchanged' | 'conflicts' | 'errors' | 'missingNamespaces' | 'createdNamespaces'> {
   revision: string;
   /** False when this replica is standby: nothing was written (the slice is applied on takeover). */
   leader: boolean;
-  applied: ObjectRef[];
-  pruned: ObjectRef[];
-  unchanged: number;
-  conflicts: ServiceConflict[];
-  errors: ServiceApplyError[];
-  missingNamespaces: string[];
-  createdNamespaces: string[];
   /** Write requests for Services and namespaces (status, Events and EndpointSlices excluded). */
   serviceWrites: number;
   /** EndpointSlices written/deleted; conflicts and errors are in `conflicts`/`errors` (ref = the Service). */

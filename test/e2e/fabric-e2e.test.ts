@@ -15,6 +15,7 @@ import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { httpGet as demoHttpGet } from '../../reconciler/demo/demo.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TUNNEL } from '../../dataplane/contracts.ts';
 import { createFabricRepo, type FabricRepo } from '../../reconciler/demo/git-repo.ts';
@@ -87,18 +88,7 @@ async function allApplied(revision: string, peers: readonly PeerName[] = PEERS, 
 }
 
 /** One HTTP GET through an import (no keep-alive), bounded. */
-function httpGet(host: string, port: number, localAddress: string): Promise<{ status: number; body: string } | 'refused'> {
-  return new Promise((resolve) => {
-    const req = http.get({ host, port, localAddress, path: '/hello', agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve('refused'));
-    });
-    req.on('error', () => resolve('refused'));
-    req.on('timeout', () => req.destroy());
-  });
-}
+const httpGet = (host: string, port: number, localAddress: string) => demoHttpGet(host, port, localAddress, undefined, { path: '/hello', timeoutMs: 5000 });
 
 /** True when `p` settles within `ms`. */
 function within(p: Promise<unknown>, ms: number): Promise<boolean> {
