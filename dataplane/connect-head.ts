@@ -13,6 +13,8 @@ export class HeadError extends Error {
   constructor(
     readonly status: 400 | 408 | 431 | 502,
     message: string,
+    /** The connection ended before sending a single byte (a preconnected spare closed unused, a probe): not a bad request. */
+    readonly beforeFirstByte = false,
   ) {
     super(message);
   }
@@ -54,8 +56,10 @@ export function readHead(socket: Duplex, limits: HeadLimits): Promise<string> {
       if (rest.length > 0) socket.unshift(rest);
       resolve(buffered.toString('latin1', 0, end));
     };
-    const onEnd = (): void => fail(new HeadError(400, 'connection closed before the end of the request head'));
-    const onError = (): void => fail(new HeadError(400, 'connection error while reading the request head'));
+    const onEnd = (): void =>
+      fail(buffered ? new HeadError(400, 'connection closed before the end of the request head') : new HeadError(400, 'connection closed before sending anything', true));
+    const onError = (): void =>
+      fail(buffered ? new HeadError(400, 'connection error while reading the request head') : new HeadError(400, 'connection failed before sending anything', true));
     const timer = setTimeout(() => fail(new HeadError(408, `no complete request head within ${limits.timeoutMs} ms`)), limits.timeoutMs);
     socket.on('data', onData);
     socket.on('end', onEnd);

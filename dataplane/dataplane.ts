@@ -40,6 +40,18 @@ export interface DataplaneLimits {
    * every idleTimeoutMs/10 (at most 15 s), so a close comes at most ~2 sweeps late, never early.
    */
   idleTimeoutMs: number;
+  /**
+   * Preconnect (like Envoy's cluster preconnect policy): after a tunnel to an exporter endpoint is
+   * opened, keep up to this many spare TLS connections to that gateway, handshaken and verified but
+   * carrying nothing, so the next tunnel skips the TLS handshake. Each tunnel still gets a TLS
+   * connection of its own (a spare is used once, never shared or reused). 0 disables.
+   */
+  preconnectSpares: number;
+  /**
+   * A spare unused for this long is closed and not replaced (demand has stopped). Must stay below
+   * the gateway's request-head time-out (5 s here, TUNNEL.limits.headerTimeoutMs).
+   */
+  preconnectMaxIdleMs: number;
 }
 
 export const DEFAULT_LIMITS: DataplaneLimits = {
@@ -50,6 +62,8 @@ export const DEFAULT_LIMITS: DataplaneLimits = {
   ejectAfterFailures: 3,
   ejectForMs: 10_000,
   idleTimeoutMs: 3_600_000,
+  preconnectSpares: 2,
+  preconnectMaxIdleMs: 3000,
 };
 
 export interface DataplaneOptions {
@@ -65,6 +79,8 @@ export interface ImportStats {
   denied: number;
   failed: number;
   failovers: number;
+  /** Tunnels that started on a preconnected spare TLS connection (its handshake begun before the tunnel was asked for). */
+  preconnected: number;
   bytesOut: number;
   bytesIn: number;
   /** Setup latency samples (ms), most recent last, bounded. */
@@ -75,7 +91,18 @@ export interface DataplaneStats {
   version: string;
   egress: Record<string, ImportStats>;
   exporters: Record<string, { connections: number; failures: number; ejected: boolean }>;
-  ingress: { connections: number; active: number; denied: number; badRequests: number; upstreamFailures: number; bytesIn: number; bytesOut: number };
+  ingress: {
+    /** TLS connections that passed the pin check (a peer's preconnected spares included). */
+    connections: number;
+    /** Complete request heads received: one per tunnel attempt (a spare closed unused sends none). */
+    requests: number;
+    active: number;
+    denied: number;
+    badRequests: number;
+    upstreamFailures: number;
+    bytesIn: number;
+    bytesOut: number;
+  };
   handshakeFailures: Record<string, number>;
   revalidationsClosed: number;
   /** Tunnels closed by the idle time-out (limits.idleTimeoutMs). */
@@ -147,7 +174,21 @@ const CERT_ERRORS: Record<string, string> = {
 };
 
 function newImportStats(): ImportStats {
-  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, bytesOut: 0, bytesIn: 0, setupMs: [] };
+  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, preconnected: 0, bytesOut: 0, bytesIn: 0, setupMs: [] };
+}
+
+/** The gateway answered the CONNECT with something other than 200. */
+class GatewayAnswer extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function endpointKey(peer: string, ep: Endpoint): string {
+  return `${peer}@${ep.host}:${ep.port}`;
 }
 
 function fingerprintOf(der: Buffer): string {
@@ -169,7 +210,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     version: config.version,
     egress: {},
     exporters: {},
-    ingress: { connections: 0, active: 0, denied: 0, badRequests: 0, upstreamFailures: 0, bytesIn: 0, bytesOut: 0 },
+    ingress: { connections: 0, requests: 0, active: 0, denied: 0, badRequests: 0, upstreamFailures: 0, bytesIn: 0, bytesOut: 0 },
     handshakeFailures: {},
     revalidationsClosed: 0,
     idleClosed: 0,
@@ -223,10 +264,10 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     return (session) => sessions.set(key, session);
   }
 
-  /** One attempt: TLS to the peer's gateway, CONNECT, wait for the reply. Resolves the socket on 200. */
-  function openTunnel(up: UpstreamPeer, ep: Endpoint, cand: EgressCandidate, client: ClientAttributes, importRef: string): Promise<tls.TLSSocket> {
+  /** TLS to a peer's gateway, its identity checked (name and pin); resolves once the handshake is done. */
+  function dialGateway(up: UpstreamPeer, ep: Endpoint, timeoutMs: number): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
-      const sessionKey = `${up.peer}@${ep.host}:${ep.port}`;
+      const sessionKey = endpointKey(up.peer, ep);
       // highWaterMark reaches the TLSSocket (Node passes it through; not in the option types).
       const options: tls.ConnectionOptions & { highWaterMark: number } = {
         host: ep.host,
@@ -241,8 +282,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const socket = tls.connect(options);
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new Error(`timed out after ${limits.upstreamTimeoutMs} ms`));
-      }, limits.upstreamTimeoutMs);
+        reject(new Error(`timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
       // One ticket is enough for the next connection (a TLS 1.3 server sends two).
       socket.once('session', sessionStore(sessionKey));
       const onError = (err: Error): void => {
@@ -251,37 +292,190 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       };
       socket.once('error', onError);
       socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
         socket.setNoDelay(true);
-        const authority = TUNNEL.authority(cand.exportName, cand.exportNamespace);
-        let head = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${TUNNEL.headers.importRef}: ${importRef}\r\n`;
-        if (client.namespace !== undefined) head += `${TUNNEL.headers.clientNamespace}: ${client.namespace}\r\n`;
-        if (client.serviceAccount !== undefined) head += `${TUNNEL.headers.clientServiceAccount}: ${client.serviceAccount}\r\n`;
-        const labels = encodeLabels(client.labels);
-        if (labels) head += `${TUNNEL.headers.clientLabels}: ${labels}\r\n`;
-        socket.write(head + '\r\n');
-        readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs: limits.upstreamTimeoutMs })
-          .then((replyHead) => {
-            clearTimeout(timer);
-            const reply = parseHead(replyHead, TUNNEL.limits.maxHeaders);
-            const status = Number(reply.startLine[1]);
-            if (status === 200) {
-              // The relay owns errors from here on; nothing of this attempt stays attached.
-              socket.off('error', onError);
-              return resolve(socket);
-            }
-            socket.destroy();
-            const reason = reply.headers.get(TUNNEL.headers.denyReason);
-            const err = new Error(`gateway of ${up.peer} answered ${status}${reason ? `: ${reason}` : ''}`) as Error & { status?: number };
-            err.status = status;
-            reject(err);
-          })
-          .catch((err: Error) => {
-            clearTimeout(timer);
-            socket.destroy();
-            reject(err);
-          });
+        resolve(socket);
       });
     });
+  }
+
+  /**
+   * CONNECT on a verified gateway connection; resolves the socket on 200. Rejects with a
+   * GatewayAnswer when the gateway answered otherwise, with another error when the connection
+   * failed before an answer.
+   */
+  function requestTunnel(socket: tls.TLSSocket, up: UpstreamPeer, cand: EgressCandidate, client: ClientAttributes, importRef: string, timeoutMs: number): Promise<tls.TLSSocket> {
+    const authority = TUNNEL.authority(cand.exportName, cand.exportNamespace);
+    let head = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${TUNNEL.headers.importRef}: ${importRef}\r\n`;
+    if (client.namespace !== undefined) head += `${TUNNEL.headers.clientNamespace}: ${client.namespace}\r\n`;
+    if (client.serviceAccount !== undefined) head += `${TUNNEL.headers.clientServiceAccount}: ${client.serviceAccount}\r\n`;
+    const labels = encodeLabels(client.labels);
+    if (labels) head += `${TUNNEL.headers.clientLabels}: ${labels}\r\n`;
+    // readHead owns the socket's errors until it settles (a write error also closes the socket).
+    socket.write(head + '\r\n');
+    return readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs }).then(
+      (replyHead) => {
+        const reply = parseHead(replyHead, TUNNEL.limits.maxHeaders);
+        const status = Number(reply.startLine[1]);
+        if (status === 200) return socket;
+        socket.destroy();
+        const reason = reply.headers.get(TUNNEL.headers.denyReason);
+        throw new GatewayAnswer(status, `gateway of ${up.peer} answered ${status}${reason ? `: ${reason}` : ''}`);
+      },
+      (err: Error) => {
+        socket.destroy();
+        throw err;
+      },
+    );
+  }
+
+  /** One attempt: a spare connection if one is ready, else TLS to the peer's gateway; then CONNECT. */
+  async function openTunnel(up: UpstreamPeer, ep: Endpoint, cand: EgressCandidate, client: ClientAttributes, importRef: string, s: ImportStats): Promise<tls.TLSSocket> {
+    const spare = await takeSpare(up.peer, ep);
+    if (spare) {
+      try {
+        const socket = await requestTunnel(spare, up, cand, client, importRef, limits.upstreamTimeoutMs);
+        s.preconnected++;
+        return socket;
+      } catch (err) {
+        // An answer (403, 404, 502…) is the gateway's verdict, and silence until the time-out a
+        // failure of the endpoint; a spare closed under us (the gateway restarted or timed it
+        // out just now) says nothing about the endpoint: dial afresh.
+        if (err instanceof GatewayAnswer || (err instanceof HeadError && err.status === 408)) throw err;
+      }
+    }
+    const started = performance.now();
+    const socket = await dialGateway(up, ep, limits.upstreamTimeoutMs);
+    return requestTunnel(socket, up, cand, client, importRef, Math.max(1, limits.upstreamTimeoutMs - (performance.now() - started)));
+  }
+
+  // ---------------------------------------------------------------- preconnect
+
+  interface Spare {
+    socket: tls.TLSSocket;
+    timer: NodeJS.Timeout;
+  }
+  interface SparePool {
+    /** Youngest last. */
+    ready: Spare[];
+    dialling: number;
+    /**
+     * Tunnels waiting for a spare still in its handshake (rather than starting a handshake of their
+     * own, which would finish later): given the socket, null to dial themselves, or the dial's error.
+     */
+    waiting: Array<{ resolve(socket: tls.TLSSocket | null): void; reject(err: Error): void }>;
+    /** No refill before this (performance.now()): a spare expired unused, demand is too sparse to keep one warm. */
+    coldUntil: number;
+  }
+  /** Spare verified connections per exporter endpoint (see limits.preconnectSpares). */
+  const spares = new Map<string, SparePool>();
+  /** Bumped when trust or identity changes: spares dialled under an older generation are dropped. */
+  let spareGeneration = 0;
+
+  function sparePool(key: string): SparePool {
+    let pool = spares.get(key);
+    if (!pool) spares.set(key, (pool = { ready: [], dialling: 0, waiting: [], coldUntil: 0 }));
+    return pool;
+  }
+
+  /**
+   * A spare unused for preconnectMaxIdleMs: closed, and the endpoint's refills pause for twice
+   * that, so that connections arriving just slower than spares live do not pay for unused spares
+   * after every one of them (at most one round of spares per three such connections).
+   */
+  function expireSpare(key: string, spare: Spare): void {
+    const pool = spares.get(key);
+    if (pool) pool.coldUntil = performance.now() + 2 * limits.preconnectMaxIdleMs;
+    dropSpare(key, spare);
+  }
+
+  /** A spare must stay silent: any byte, end or error from the gateway means it is no longer usable. */
+  function onSpareUnusable(this: tls.TLSSocket): void {
+    this.destroy();
+  }
+
+  function dropSpare(key: string, spare: Spare): void {
+    clearTimeout(spare.timer);
+    const pool = spares.get(key);
+    if (pool) {
+      const i = pool.ready.indexOf(spare);
+      if (i >= 0) pool.ready.splice(i, 1);
+    }
+    spare.socket.destroy();
+  }
+
+  /**
+   * A ready spare, or the next one to finish its handshake; null when there is none to wait for.
+   * Rejects when the awaited handshake failed: a failure of the endpoint, as if dialled here.
+   */
+  function takeSpare(peer: string, ep: Endpoint): Promise<tls.TLSSocket | null> | tls.TLSSocket | null {
+    const pool = spares.get(endpointKey(peer, ep));
+    if (!pool) return null;
+    let spare: Spare | undefined;
+    while ((spare = pool.ready.pop())) {
+      clearTimeout(spare.timer);
+      const socket = spare.socket;
+      socket.off('data', onSpareUnusable);
+      socket.off('end', onSpareUnusable);
+      socket.off('error', onSpareUnusable);
+      socket.off('close', spareClosed);
+      // Paused until requestTunnel's readHead listens (it resumes): no reply byte can be lost.
+      socket.pause();
+      if (!socket.destroyed && socket.readyState === 'open') return socket;
+      socket.destroy();
+    }
+    if (pool.dialling > pool.waiting.length) return new Promise((resolve, reject) => pool.waiting.push({ resolve, reject }));
+    return null;
+  }
+
+  function spareClosed(this: tls.TLSSocket): void {
+    for (const [key, pool] of spares) {
+      const spare = pool.ready.find((sp) => sp.socket === this);
+      if (spare) return dropSpare(key, spare);
+    }
+  }
+
+  /** Tops the endpoint's spares up to limits.preconnectSpares; called after a tunnel to it opened. */
+  function refillSpares(up: UpstreamPeer, ep: Endpoint): void {
+    if (limits.preconnectSpares <= 0 || closing) return;
+    const current = config.upstreams.find((u) => u.peer === up.peer);
+    if (!current?.endpoints.some((e) => e.host === ep.host && e.port === ep.port) || health(endpointKey(up.peer, ep)).ejectedUntil > Date.now()) return;
+    const key = endpointKey(up.peer, ep);
+    const pool = sparePool(key);
+    if (pool.coldUntil > performance.now()) return;
+    const generation = spareGeneration;
+    while (pool.ready.length + pool.dialling < limits.preconnectSpares) {
+      pool.dialling++;
+      dialGateway(up, ep, limits.upstreamTimeoutMs).then(
+        (socket) => {
+          pool.dialling--;
+          if (generation !== spareGeneration || closing || spares.get(key) !== pool) return void socket.destroy();
+          const waiter = pool.waiting.shift();
+          if (waiter) return waiter.resolve(socket);
+          const spare: Spare = { socket, timer: setTimeout(() => expireSpare(key, spare), limits.preconnectMaxIdleMs).unref() };
+          socket.on('data', onSpareUnusable);
+          socket.on('end', onSpareUnusable);
+          socket.on('error', onSpareUnusable);
+          socket.on('close', spareClosed);
+          pool.ready.push(spare);
+        },
+        (err: Error) => {
+          pool.dialling--;
+          log.debug({ exporter: key, err: err.message }, 'preconnect failed');
+          pool.waiting.shift()?.reject(err);
+        },
+      );
+    }
+  }
+
+  function dropAllSpares(): void {
+    spareGeneration++;
+    for (const [key, pool] of spares) {
+      for (const spare of [...pool.ready]) dropSpare(key, spare);
+      for (const waiter of pool.waiting.splice(0)) waiter.resolve(null);
+    }
+    spares.clear();
   }
 
   async function onEgressConnection(cfg: EgressListenerConfig, downstream: net.Socket): Promise<void> {
@@ -308,14 +502,14 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const up = config.upstreams.find((u) => u.peer === cand.peer);
       if (!up) continue;
       const now = Date.now();
-      const endpoints = up.endpoints.filter((ep) => health(`${up.peer}@${ep.host}:${ep.port}`).ejectedUntil <= now);
+      const endpoints = up.endpoints.filter((ep) => health(endpointKey(up.peer, ep)).ejectedUntil <= now);
       for (const ep of endpoints) {
-        const key = `${up.peer}@${ep.host}:${ep.port}`;
+        const key = endpointKey(up.peer, ep);
         const h = health(key);
         h.connections++;
         if (attempt++ > 0) s.failovers++;
         try {
-          const upstream = await openTunnel(up, ep, cand, verdict.client, cfg.importRef);
+          const upstream = await openTunnel(up, ep, cand, verdict.client, cfg.importRef, s);
           h.consecutive = 0;
           if (downstream.destroyed) {
             upstream.destroy();
@@ -332,10 +526,13 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
             s.active--;
             s.bytesOut += out;
             s.bytesIn += back;
+            // The next tunnel to this endpoint should find a spare. Dialled when this one closes,
+            // not when it opens: a handshake then would compete with this tunnel's first bytes.
+            refillSpares(up, ep);
           });
           return;
         } catch (err) {
-          const status = (err as { status?: number }).status;
+          const status = err instanceof GatewayAnswer ? err.status : undefined;
           // A policy refusal (403) says nothing about the exporter's health; anything else counts.
           if (status !== 403 && status !== 404) {
             h.failures++;
@@ -437,12 +634,19 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     try {
       head = await readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs: limits.headerTimeoutMs });
     } catch (err) {
-      stats.ingress.badRequests++;
       const e = err as HeadError;
+      if (e.beforeFirstByte) {
+        // A peer's preconnected spare closed unused (or a bare TLS probe): nothing was asked.
+        log.debug({ direction: 'ingress', remote: socket.remoteAddress }, e.message);
+        socket.destroy();
+        return;
+      }
+      stats.ingress.badRequests++;
       log.warn({ direction: 'ingress', remote: socket.remoteAddress, status: e.status }, `refused: ${e.message}`);
       if (!socket.destroyed && e.status) reply(socket, e.status, e.status === 408 ? 'Request Timeout' : e.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request');
       return;
     }
+    stats.ingress.requests++;
     let parsed;
     try {
       parsed = parseHead(head, TUNNEL.limits.maxHeaders);
@@ -628,6 +832,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   }
 
   async function apply(cfg: DataplaneConfig): Promise<void> {
+    // Spares were verified against the old pins and identity, and may lead to endpoints no longer
+    // in the config: start over (they refill on the next tunnel).
+    dropAllSpares();
     pins = new Set(cfg.tls.allowedPeerFingerprints);
     if (cfg.tls.certificatePem !== config.tls.certificatePem || cfg.tls.privateKeyPem !== config.tls.privateKeyPem || cfg.tls.caCertificatesPem.join() !== config.tls.caCertificatesPem.join()) {
       clientContext = makeClientContext(cfg);
@@ -707,6 +914,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     async close() {
       closing = true;
       if (idleSweep) clearInterval(idleSweep);
+      dropAllSpares();
       for (const t of tunnels) t.destroy();
       tunnels.clear();
       const servers: net.Server[] = [...[...egressServers.values()].map((e) => e.server), ...(ingressServer ? [ingressServer] : [])];

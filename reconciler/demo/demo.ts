@@ -236,7 +236,7 @@ export async function runDemo(opts: DemoOptions): Promise<{ ok: boolean; steps: 
 
     // 4. Allowed traffic
     step('Allowed: east perf client → perf/iperf3 (round-robin over west and edge)');
-    const eastPerf = (): { west: number; edge: number } => ({ west: runtimes.west!.status().dataplane?.ingress.connections ?? 0, edge: runtimes.edge!.status().dataplane?.ingress.connections ?? 0 });
+    const eastPerf = (): { west: number; edge: number } => ({ west: runtimes.west!.status().dataplane?.ingress.requests ?? 0, edge: runtimes.edge!.status().dataplane?.ingress.requests ?? 0 });
     const before = eastPerf();
     const results: string[] = [];
     for (let i = 0; i < 4; i++) results.push(await echo(EGRESS.east!, 5201, '127.0.30.1', 256 * 1024));

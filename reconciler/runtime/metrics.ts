@@ -229,6 +229,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   perImport('clgo_tunnel_active', 'Tunnels of an import open now.', (s) => s.active, 'gauge');
   perImport('clgo_tunnel_denied_total', 'Connections to an import refused by egress policy.', (s) => s.denied, 'counter');
   perImport('clgo_tunnel_failures_total', 'Connections to an import that no exporter accepted (every allowed exporter failed or refused).', (s) => s.failed, 'counter');
+  perImport('clgo_tunnel_preconnected_total', 'Tunnels of an import that started on a preconnected spare TLS connection (its handshake begun before the tunnel was asked for).', (s) => s.preconnected, 'counter');
   perImport('clgo_tunnel_failovers_total', 'Tunnel attempts after the first for one connection (the next exporter endpoint was tried).', (s) => s.failovers, 'counter');
   new Counter({
     name: 'clgo_tunnel_bytes_total',
@@ -315,7 +316,8 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       });
     }
   };
-  gateway('clgo_gateway_connections_total', 'Connections at the gateway that completed mutual TLS with a pinned member certificate.', (g) => g.connections, 'counter');
+  gateway('clgo_gateway_connections_total', 'Connections at the gateway that completed mutual TLS with a pinned member certificate (peers\' preconnected spares included).', (g) => g.connections, 'counter');
+  gateway('clgo_gateway_requests_total', 'Tunnel requests (complete CONNECT heads) received by the gateway, whatever came of them.', (g) => g.requests, 'counter');
   gateway('clgo_gateway_active', 'Tunnels open at the gateway now.', (g) => g.active, 'gauge');
   gateway('clgo_gateway_denied_total', 'CONNECT requests refused by ingress policy or identity checks (403/404).', (g) => g.denied, 'counter');
   gateway('clgo_gateway_bad_requests_total', 'Malformed, oversized or timed-out CONNECT request heads.', (g) => g.badRequests, 'counter');

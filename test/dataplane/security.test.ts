@@ -204,7 +204,8 @@ beforeAll(async () => {
   webService = await startEchoServer('127.0.82.2', 8080);
   services.push(webService, await startEchoServer('127.0.82.2', 5201));
   peers.west = await startPeer('west', '127.0.83.2', WEST_LIMITS);
-  peers.east = await startPeer('east', EAST_EGRESS);
+  // No preconnected spares from east: the connection-limit cases count west's slots exactly.
+  peers.east = await startPeer('east', EAST_EGRESS, { preconnectSpares: 0 });
   await expectStillServing();
 });
 

@@ -81,10 +81,10 @@ describe('Node data plane tunnels', () => {
   });
 
   it('round-robins the two exporters of one import', async () => {
-    const before = { west: peers.west!.dataplane.stats().ingress.connections, edge: peers.edge!.dataplane.stats().ingress.connections };
+    const before = { west: peers.west!.dataplane.stats().ingress.requests, edge: peers.edge!.dataplane.stats().ingress.requests };
     for (let i = 0; i < 4; i++) expect(await echoThrough({ host: '127.0.53.1', port: 5201, localAddress: '127.0.54.1', bytes: 1024 })).toBe('ok');
-    expect(peers.west!.dataplane.stats().ingress.connections - before.west).toBe(2);
-    expect(peers.edge!.dataplane.stats().ingress.connections - before.edge).toBe(2);
+    expect(peers.west!.dataplane.stats().ingress.requests - before.west).toBe(2);
+    expect(peers.edge!.dataplane.stats().ingress.requests - before.edge).toBe(2);
   });
 
   it('refuses at egress a client that a privileged policy denies, and an unknown client', async () => {

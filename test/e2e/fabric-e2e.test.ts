@@ -306,7 +306,7 @@ describe('fabric end to end (three peers following Git over HTTP)', () => {
   });
 
   it('2. denied at egress: a client east’s policy does not allow is refused before any byte reaches an exporter', async () => {
-    const before = { west: westEcho!.connections(), edge: edgeEcho!.connections(), westIngress: runtimes.west.status().dataplane!.ingress.connections, edgeIngress: runtimes.edge.status().dataplane!.ingress.connections };
+    const before = { west: westEcho!.connections(), edge: edgeEcho!.connections(), westIngress: runtimes.west.status().dataplane!.ingress.requests, edgeIngress: runtimes.edge.status().dataplane!.ingress.requests };
     const deniedBefore = runtimes.east.status().dataplane!.egress['perf/iperf3']!.denied;
     // trust=untrusted: east's privileged deny; .69: a process east knows nothing about (default deny).
     for (const localAddress of [R.client.untrusted, R.client.unknown]) expect(await echoThrough({ ...perf, localAddress, bytes: 4096, timeoutMs: 3000 })).toBe('refused');
@@ -315,8 +315,8 @@ describe('fabric end to end (three peers following Git over HTTP)', () => {
     expect(runtimes.east.status().dataplane!.egress['perf/iperf3']!.denied).toBe(deniedBefore + 3);
     expect({ west: westEcho!.connections(), edge: edgeEcho!.connections() }).toEqual({ west: before.west, edge: before.edge });
     // Not even a tunnel was opened: neither gateway saw a connection.
-    expect(runtimes.west.status().dataplane!.ingress.connections).toBe(before.westIngress);
-    expect(runtimes.edge.status().dataplane!.ingress.connections).toBe(before.edgeIngress);
+    expect(runtimes.west.status().dataplane!.ingress.requests).toBe(before.westIngress);
+    expect(runtimes.edge.status().dataplane!.ingress.requests).toBe(before.edgeIngress);
     // The allowed client still gets through.
     expect(await echoThrough({ ...perf, bytes: 4096 })).toBe('ok');
   });

@@ -54,7 +54,7 @@ describe('clgo run --local and clgo status', () => {
     expect(out).toMatch(/applied {5}[0-9a-f]{12} \(config v1/);
     expect(out).toMatch(/export perf\/iperf3 → 127\.0\.72\.2:5201 {2}importers: east\n/);
     expect(out).toMatch(/export web\/http → 127\.0\.72\.2:8080 {2}importers: east, edge/);
-    expect(out).toMatch(/gateway {5}connections 0/);
+    expect(out).toMatch(/gateway {5}requests 0 \(connections 0\)/);
     // Logs are JSON lines and never carry the key.
     expect(stderr).not.toMatch(/PRIVATE KEY/);
     expect(stderr.split('\n').some((l) => l.startsWith('{') && JSON.parse(l).msg === 'revision applied')).toBe(true);

@@ -102,9 +102,9 @@ afterAll(async () => {
 
 async function streamVia(peer: 'west' | 'edge'): Promise<LiveStream> {
   for (let i = 0; i < 4; i++) {
-    const before = fabric.runtimes[peer].status().dataplane!.ingress.connections;
+    const before = fabric.runtimes[peer].status().dataplane!.ingress.requests;
     const s = await liveStream(perf);
-    if (fabric.runtimes[peer].status().dataplane!.ingress.connections > before) return s;
+    if (fabric.runtimes[peer].status().dataplane!.ingress.requests > before) return s;
     s.stop();
   }
   throw new Error(`no stream landed on ${peer}`);
@@ -155,11 +155,11 @@ describe('fault: an exporter\'s gateway black-holed during traffic', () => {
     const h0 = performance.now();
     expect(await viaEdge.drained(5000)).toBe(true);
     const resumedMs = performance.now() - h0;
-    const edgeIn = fabric.runtimes.edge.status().dataplane!.ingress.connections;
+    const edgeIn = fabric.runtimes.edge.status().dataplane!.ingress.requests;
     let back = false;
     for (let i = 0; i < 200 && !back; i++) {
       expect(await echoThrough({ ...perf, bytes: 4096, timeoutMs: 5000 })).toBe('ok');
-      back = fabric.runtimes.edge.status().dataplane!.ingress.connections > edgeIn;
+      back = fabric.runtimes.edge.status().dataplane!.ingress.requests > edgeIn;
       if (!back) await new Promise((r) => setTimeout(r, 50));
     }
     const healedMs = performance.now() - h0;

@@ -29,9 +29,9 @@ afterAll(async () => {
 /** Opens streams on perf/iperf3 until one is carried by `peer` (round-robin alternates); closes the others. */
 async function streamVia(peer: 'west' | 'edge'): Promise<LiveStream> {
   for (let i = 0; i < 4; i++) {
-    const before = fabric.runtimes[peer].status().dataplane!.ingress.connections;
+    const before = fabric.runtimes[peer].status().dataplane!.ingress.requests;
     const s = await liveStream(perf);
-    if (fabric.runtimes[peer].status().dataplane!.ingress.connections > before) return s;
+    if (fabric.runtimes[peer].status().dataplane!.ingress.requests > before) return s;
     s.stop();
   }
   throw new Error(`no stream landed on ${peer}`);
@@ -95,9 +95,9 @@ describe('fault: reconciler stopped and restarted mid-traffic', () => {
     expect(await viaEdge.drained()).toBe(true);
     expect(viaEdge.stats().closed).toBe(false);
     // Round-robin reaches west again.
-    const westBefore = fabric.runtimes.west.status().dataplane!.ingress.connections;
+    const westBefore = fabric.runtimes.west.status().dataplane!.ingress.requests;
     expect((await echoMany(4, perf)).ok).toBe(4);
-    expect(fabric.runtimes.west.status().dataplane!.ingress.connections).toBeGreaterThan(westBefore);
+    expect(fabric.runtimes.west.status().dataplane!.ingress.requests).toBeGreaterThan(westBefore);
     table.add({
       case: 'exporting peer\'s reconciler (west) stopped and restarted mid-traffic',
       held: `west's open tunnel closed cleanly (no corrupt byte); tunnel via edge untouched (${viaEdge.stats().verified} B exact); 6/6 new perf connections failed over to edge; web (west only) refused while down; ${westKey} ejected on east, then used again`,

@@ -24,7 +24,8 @@ const peerStatus = z.object({
     .object({
       egress: z.record(z.string(), z.object({ connections: z.number(), active: z.number(), denied: z.number(), failed: z.number(), failovers: z.number(), bytesIn: z.number(), bytesOut: z.number() })),
       exporters: z.record(z.string(), z.object({ connections: z.number(), failures: z.number(), ejected: z.boolean() })),
-      ingress: z.object({ connections: z.number(), active: z.number(), denied: z.number() }),
+      // requests: absent from runtimes older than preconnect (then connections were requests).
+      ingress: z.object({ connections: z.number(), requests: z.number().optional(), active: z.number(), denied: z.number() }),
     })
     .nullable(),
 });
@@ -53,7 +54,7 @@ export function formatStatus(doc: z.infer<typeof statusDoc>): string {
       }
     }
     for (const ex of p.slice?.exports ?? []) lines.push(`  export ${ex.ref} → ${ex.target}  importers: ${ex.importers.join(', ') || '—'}`);
-    if (p.dataplane) lines.push(`  gateway     connections ${p.dataplane.ingress.connections}, active ${p.dataplane.ingress.active}, denied ${p.dataplane.ingress.denied}`);
+    if (p.dataplane) lines.push(`  gateway     requests ${p.dataplane.ingress.requests ?? p.dataplane.ingress.connections} (connections ${p.dataplane.ingress.connections}), active ${p.dataplane.ingress.active}, denied ${p.dataplane.ingress.denied}`);
   }
   return `${lines.join('\n')}\n`;
 }
