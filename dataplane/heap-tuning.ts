@@ -16,7 +16,7 @@
 // start); smaller or larger semi-spaces (2, 16, 32 MB), --no-memory-reducer and a growing factor
 // of 2x did not stop the mark-compacts.
 import v8 from 'node:v8';
-import { bytesRelayed } from './relay.ts';
+import { bytesRelayed, bytesRelayedSince } from './relay.ts';
 
 /** The flag while relaying at high throughput, and the one that restores V8's dynamic factor. */
 export const RELAY_V8_FLAG_ON = '--heap-growing-percent=200';
@@ -45,9 +45,8 @@ export function startRelayHeapTuning(): void {
   let last = bytesRelayed();
   let quietMs = 0;
   timer = setInterval(() => {
-    const now = bytesRelayed();
-    const perS = ((now - last) * 1000) / TICK_MS;
-    last = now;
+    const perS = (bytesRelayedSince(last) * 1000) / TICK_MS;
+    last = bytesRelayed();
     if (!relayHeapTuningOn) {
       if (perS >= ON_BYTES_PER_S) {
         v8.setFlagsFromString(RELAY_V8_FLAG_ON);

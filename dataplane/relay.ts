@@ -36,11 +36,22 @@ export type RelayHandle = Readonly<Pick<RelayState, 'closed'>>;
 
 type RelaySocket = net.Socket & { [STATE]?: RelayState };
 
-/** Bytes read by all relays of this process so far (for the adaptive heap tuning, heap-tuning.ts). */
+/**
+ * Bytes read by all relays of this process, modulo 2^30 (for the adaptive heap tuning,
+ * heap-tuning.ts, which takes differences with bytesRelayedSince). Kept in V8's small-integer
+ * range: a plain sum passes 2^31 after 2 GB, deoptimises onData and then allocates a heap number
+ * per chunk.
+ */
 let relayed = 0;
+const RELAYED_MASK = 0x3fffffff;
 
 export function bytesRelayed(): number {
   return relayed;
+}
+
+/** Bytes relayed since an earlier bytesRelayed() reading (correct while less than 1 GiB passed between them). */
+export function bytesRelayedSince(earlier: number): number {
+  return (relayed - earlier) & RELAYED_MASK;
 }
 
 /** Destinations corked by a full chunk, uncorked after the current I/O phase at the latest. */
@@ -64,7 +75,7 @@ function onData(this: RelaySocket, chunk: Buffer): void {
   const st = this[STATE];
   if (!st || st.closed) return;
   st.moved = true;
-  relayed += chunk.length;
+  relayed = (relayed + chunk.length) & RELAYED_MASK;
   const dst = st.a === this ? st.b : st.a;
   let ok: boolean;
   if (chunk.length === FULL_CHUNK) {

@@ -5,11 +5,11 @@
 //            process) → server; the real Authorizer decides each connection at both ends
 //   stunnel  a stunnel4 client/server pair, mTLS TLS 1.3, same certificates
 //   haproxy  a haproxy pair, mTLS TLS 1.3, same certificates
-// Metrics: iperf3 throughput (1 and 4 streams, 3 s each), 64-byte request/response rate over one
+// Metrics: iperf3 throughput (1 and 4 streams, mean of 2 interleaved rounds of 2 s), 64-byte request/response rate over one
 // connection (2 s), connection setup latency (1,000 sequential connect + 1-byte echo + close), and
 // RSS per idle tunnel (2,000 idle connections; ours is required, the references are informative).
 // Methodology follows ../shared/reference/tunnel-anchors-2026-11-24.md, scaled down to fit 90 s:
-// one iperf3 round of 3 s per cell instead of two of 10 s, 1,000 connections instead of 2,000.
+// two interleaved iperf3 rounds of 2 s per cell instead of two of 10 s, 1,000 connections instead of 2,000.
 // Every TLS hop uses each implementation's default session handling (all three resume sessions).
 // Clients and servers run in this process; each egress and gateway is its own process.
 import { spawn } from 'node:child_process';
@@ -36,7 +36,9 @@ import {
   type Proc,
 } from './tunnel-refs.ts';
 
-const IPERF_SECONDS = 3;
+const IPERF_SECONDS = 2;
+/** Rounds per iperf3 cell, interleaved across paths; the cell is their mean (one round was ±20 % run to run here). */
+const IPERF_ROUNDS = 2;
 const RR_MS = 2000;
 const RR_BYTES = 64;
 const SETUP_CONNECTIONS = 1000;
@@ -74,6 +76,8 @@ interface IperfResult {
   /** CPU% (100 = one core) of the egress and gateway process during the run. */
   egressCpu: number | null;
   gatewayCpu: number | null;
+  /** Gbit/s of each round, when this is a mean. */
+  rounds?: number[];
 }
 
 function runIperf(path: Path, streams: number): Promise<IperfResult> {
@@ -105,6 +109,11 @@ function runIperf(path: Path, streams: number): Promise<IperfResult> {
       }
     });
   });
+}
+
+function meanIperf(rs: IperfResult[]): IperfResult {
+  const mean = (xs: Array<number | null>): number | null => (xs.some((x) => x === null) ? null : xs.reduce<number>((a, x) => a + (x as number), 0) / xs.length);
+  return { gbps: mean(rs.map((r) => r.gbps))!, egressCpu: mean(rs.map((r) => r.egressCpu)), gatewayCpu: mean(rs.map((r) => r.gatewayCpu)), rounds: rs.map((r) => r.gbps) };
 }
 
 interface PingPong {
@@ -325,7 +334,11 @@ async function run(): Promise<BenchResult[]> {
 
     // Throughput: interleaved by path within each stream count.
     const iperf: Record<number, Partial<Record<PathName, IperfResult>>> = { 1: {}, 4: {} };
-    for (const streams of [1, 4]) for (const p of PATHS) iperf[streams]![p] = await runIperf(paths[p], streams);
+    const rounds: Record<number, Partial<Record<PathName, IperfResult[]>>> = { 1: {}, 4: {} };
+    for (const streams of [1, 4]) {
+      for (let r = 0; r < IPERF_ROUNDS; r++) for (const p of PATHS) (rounds[streams]![p] ??= []).push(await runIperf(paths[p], streams));
+      for (const p of PATHS) iperf[streams]![p] = meanIperf(rounds[streams]![p]!);
+    }
     console.error(`  iperf3 done at ${elapsedS().toFixed(1)} s`);
 
     const rr: Partial<Record<PathName, number>> = {};
@@ -387,7 +400,9 @@ async function run(): Promise<BenchResult[]> {
       table.push([label, ...PATHS.map((p) => fmt(v(p), digits)), ...(['direct', 'stunnel', 'haproxy'] as const).map((r) => fmt(o !== null && v(r) !== null ? o / (v(r) as number) : null))]);
     };
     add('iperf3 1 stream Gbit/s', (p) => iperf[1]![p]!.gbps);
+    for (let r = 0; r < IPERF_ROUNDS; r++) add(`  round ${r + 1}`, (p) => iperf[1]![p]!.rounds?.[r] ?? null);
     add('iperf3 4 streams Gbit/s', (p) => iperf[4]![p]!.gbps);
+    for (let r = 0; r < IPERF_ROUNDS; r++) add(`  round ${r + 1}`, (p) => iperf[4]![p]!.rounds?.[r] ?? null);
     // CPU seconds both proxy processes spent per GB carried: the cost per byte of each implementation.
     add('  CPU ms per GB (both sides), 1 stream', (p) => { const r = iperf[1]![p]!; return r.egressCpu === null ? null : (10 * ((r.egressCpu ?? 0) + (r.gatewayCpu ?? 0))) / (r.gbps / 8); }, 0);
     add('  CPU ms per GB (both sides), 4 streams', (p) => { const r = iperf[4]![p]!; return r.egressCpu === null ? null : (10 * ((r.egressCpu ?? 0) + (r.gatewayCpu ?? 0))) / (r.gbps / 8); }, 0);
