@@ -112,7 +112,12 @@ export type EgressVerdict =
       /** Exporters allowed by egress policy, in load-balancing order (try the next on failure). */
       candidates: EgressCandidate[];
     }
-  | { allowed: false; explanation: Explanation };
+  | {
+      allowed: false;
+      explanation: Explanation;
+      /** No decision could be had (the authorization service did not answer): a new connection is refused, an open tunnel kept and re-checked later. */
+      unavailable?: boolean;
+    };
 
 export interface IngressCheck {
   /** DER of the client certificate the TLS layer verified against the fabric CA. */
@@ -125,7 +130,7 @@ export interface IngressCheck {
 
 export type IngressVerdict =
   | { allowed: true; peer: string; target: Endpoint }
-  | { allowed: false; status: 403 | 404; peer: string | null; explanation: Explanation };
+  | { allowed: false; status: 403 | 404; peer: string | null; explanation: Explanation; /** As in EgressVerdict. */ unavailable?: boolean };
 
 /** Answers the data plane's per-connection questions. Implementations must be fast: called per connection. */
 export interface Authorizer {

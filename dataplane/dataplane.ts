@@ -104,6 +104,10 @@ export interface DataplaneStats {
     bytesOut: number;
   };
   handshakeFailures: Record<string, number>;
+  /** Re-checks of every open tunnel (revalidate() calls and their retries). */
+  revalidations: number;
+  /** Open tunnels kept because no authorization decision could be had during a re-check (retried until one is). */
+  revalidationsDeferred: number;
   revalidationsClosed: number;
   /** Tunnels closed by the idle time-out (limits.idleTimeoutMs). */
   idleClosed: number;
@@ -111,7 +115,10 @@ export interface DataplaneStats {
 
 export interface Dataplane {
   update(config: DataplaneConfig): Promise<void>;
-  /** Re-asks the authorizer about every open tunnel; closes those no longer allowed. */
+  /**
+   * Re-asks the authorizer about every open tunnel; closes those no longer allowed and resolves
+   * how many. Tunnels it gets no decision for stay open and are asked about again (1 s, doubling to 30 s).
+   */
   revalidate(): Promise<number>;
   stats(): DataplaneStats;
   /** Bound addresses (useful with port 0). */
@@ -123,8 +130,8 @@ interface Tunnel {
   side: 'egress' | 'ingress';
   /** Set once bytes flow (the relay started); the idle sweep reads it. */
   relay: RelayHandle | null;
-  /** Re-check this tunnel's right; resolves false when it must close. */
-  stillAllowed(): Promise<boolean>;
+  /** Re-check this tunnel's right: false when it must close, 'unknown' when no decision could be had. */
+  stillAllowed(): Promise<boolean | 'unknown'>;
   /** Who and what, for log lines. */
   describe(): Record<string, string>;
   destroy(): void;
@@ -133,6 +140,10 @@ interface Tunnel {
 const SAMPLE_LIMIT = 4096;
 /** Writable high-water mark of relayed sockets: holds a corked batch of four 16 KiB TLS chunks (see relay.ts). */
 const RELAY_HIGH_WATER_MARK = 64 * 1024;
+
+/** Re-check of open tunnels that got no decision: first retry after this, doubling up to the max. */
+const REVALIDATE_RETRY_MIN_MS = 1000;
+const REVALIDATE_RETRY_MAX_MS = 30_000;
 
 /** How long a refused connection may stay half-closed, waiting for the client's end. */
 const REFUSAL_LINGER_MS = 2000;
@@ -212,6 +223,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     exporters: {},
     ingress: { connections: 0, requests: 0, active: 0, denied: 0, badRequests: 0, upstreamFailures: 0, bytesIn: 0, bytesOut: 0 },
     handshakeFailures: {},
+    revalidations: 0,
+    revalidationsDeferred: 0,
     revalidationsClosed: 0,
     idleClosed: 0,
   };
@@ -560,9 +573,10 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       private readonly check: EgressCheck,
       private readonly cand: EgressCandidate,
     ) {}
-    async stillAllowed(): Promise<boolean> {
+    async stillAllowed(): Promise<boolean | 'unknown'> {
       const cand = this.cand;
       const v = await authorizer.egress(this.check);
+      if (!v.allowed && v.unavailable) return 'unknown';
       return v.allowed && v.candidates.some((c) => c.peer === cand.peer && c.exportName === cand.exportName && c.exportNamespace === cand.exportNamespace) && config.upstreams.some((u) => u.peer === cand.peer);
     }
     describe(): Record<string, string> {
@@ -729,11 +743,12 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       private readonly exportNamespace: string,
       private readonly client: ClientAttributes,
     ) {}
-    async stillAllowed(): Promise<boolean> {
+    async stillAllowed(): Promise<boolean | 'unknown'> {
       const cert = this.socket.getPeerX509Certificate();
       if (!cert) return false;
       const der = cert.raw;
       const v = await authorizer.ingress({ peerCertificateDer: der, exportName: this.exportName, exportNamespace: this.exportNamespace, client: this.client });
+      if (!v.allowed && v.unavailable) return 'unknown';
       return v.allowed && v.peer === this.peer && pins.has(fingerprintOf(der));
     }
     describe(): Record<string, string> {
@@ -846,6 +861,51 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     await syncEgress(cfg);
   }
 
+  // ---------------------------------------------------------------- revalidation
+
+  /** Retry of a re-check that could not reach a decision for some tunnels (authorization service away). */
+  let revalidateRetry: NodeJS.Timeout | null = null;
+  let revalidateBackoffMs = REVALIDATE_RETRY_MIN_MS;
+
+  /** Re-asks the authorizer about every open tunnel; closes those no longer allowed. */
+  async function revalidate(): Promise<number> {
+    if (revalidateRetry) clearTimeout(revalidateRetry);
+    revalidateRetry = null;
+    stats.revalidations++;
+    let closed = 0;
+    let unknown = 0;
+    await Promise.all(
+      [...tunnels].map(async (t) => {
+        let verdict: boolean | 'unknown' = false;
+        try {
+          verdict = await t.stillAllowed();
+        } catch {
+          verdict = false;
+        }
+        if (verdict === 'unknown') {
+          unknown++;
+        } else if (!verdict && tunnels.has(t)) {
+          closed++;
+          t.destroy();
+          tunnels.delete(t);
+        }
+      }),
+    );
+    stats.revalidationsClosed += closed;
+    stats.revalidationsDeferred += unknown;
+    if (closed > 0) log.info({ closed }, 'closed tunnels whose right was revoked');
+    if (unknown > 0 && !closing) {
+      // An outage of the authorization service is no reason to cut working tunnels, nor to keep a
+      // revoked one for good: keep them and ask again until a decision is had.
+      log.warn({ kept: unknown, retryInMs: revalidateBackoffMs }, `authorization service unavailable: ${unknown} open tunnel(s) kept unchecked, re-checking in ${revalidateBackoffMs} ms`);
+      revalidateRetry = setTimeout(() => void revalidate(), revalidateBackoffMs).unref();
+      revalidateBackoffMs = Math.min(REVALIDATE_RETRY_MAX_MS, revalidateBackoffMs * 2);
+    } else {
+      revalidateBackoffMs = REVALIDATE_RETRY_MIN_MS;
+    }
+    return closed;
+  }
+
   // ---------------------------------------------------------------- idle time-out
 
   /** One sweep for all tunnels: closes those idle for idleTimeoutMs (see relay.ts idleFor). */
@@ -877,27 +937,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       if (closing) return;
       await apply(cfg);
     },
-    async revalidate() {
-      let closed = 0;
-      await Promise.all(
-        [...tunnels].map(async (t) => {
-          let ok = false;
-          try {
-            ok = await t.stillAllowed();
-          } catch {
-            ok = false;
-          }
-          if (!ok) {
-            closed++;
-            t.destroy();
-            tunnels.delete(t);
-          }
-        }),
-      );
-      stats.revalidationsClosed += closed;
-      if (closed > 0) log.info({ closed }, 'closed tunnels whose right was revoked');
-      return closed;
-    },
+    revalidate,
     stats() {
       for (const [key, h] of endpointHealth) stats.exporters[key] = { connections: h.connections, failures: h.failures, ejected: h.ejectedUntil > Date.now() };
       return stats;
@@ -914,6 +954,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     async close() {
       closing = true;
       if (idleSweep) clearInterval(idleSweep);
+      if (revalidateRetry) clearTimeout(revalidateRetry);
       dropAllSpares();
       for (const t of tunnels) t.destroy();
       tunnels.clear();

@@ -1,6 +1,7 @@
 // The Node data plane as its own process: an xDS client of the reconciler (like an Envoy tunnel
 // pod) whose connection decisions come from the reconciler's ext_authz service. The first complete
-// config starts the listeners; later ones update them in place and re-check open tunnels. While
+// config starts the listeners; later ones update them in place and, when the authorization inputs
+// changed (authzRevision), re-check open tunnels. While
 // the control plane is away the last config keeps serving (and new connections fail closed at
 // authorization, never open).
 import { pino, type Logger } from 'pino';
@@ -38,6 +39,8 @@ export function startXdsDataplane(opts: XdsDataplaneOptions): XdsDataplane {
   let starting: Promise<Dataplane> | null = null;
   let lastError: string | null = null;
   let serving: string | null = null;
+  /** authzRevision of the config whose rights open tunnels were last checked against. */
+  let checkedRevision: string | null = null;
   const waiters = new Set<() => void>();
 
   async function onConfig(config: DataplaneConfig): Promise<void> {
@@ -47,9 +50,13 @@ export function startXdsDataplane(opts: XdsDataplaneOptions): XdsDataplane {
         dataplane = await starting;
       } else {
         await dataplane.update(config);
-        // Tunnels the new config no longer allows close now; the rest keep flowing.
-        await dataplane.revalidate();
+        // Tunnels the new config no longer allows close now; the rest keep flowing. Only when what
+        // rights depend on changed (authzRevision): each re-check is a remote ext_authz call per
+        // open tunnel, which a config that only moved an endpoint or a port does not need.
+        if (config.authzRevision == null || config.authzRevision !== checkedRevision) await dataplane.revalidate();
+        else log.debug({ version: config.version }, 'authorization inputs unchanged: open tunnels not re-checked');
       }
+      checkedRevision = config.authzRevision ?? null;
       serving = config.version;
       lastError = null;
       for (const w of waiters) w();

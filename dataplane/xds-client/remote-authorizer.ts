@@ -2,7 +2,8 @@
 // Node data plane running in its own process. It sends the same CheckRequests Envoy would (egress:
 // source address + the import in context_extensions; ingress: the verified certificate as URL-encoded
 // PEM, CONNECT authority, client attribute headers) and reads the verdict from dynamic_metadata.
-// Fails closed: an unreachable or slow service denies the connection.
+// Fails closed: an unreachable or slow service denies the connection (flagged `unavailable`, so that
+// the data plane keeps open tunnels rather than closing them on an outage, and re-checks them later).
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
 import { TUNNEL, type Authorizer, type EgressCheck, type EgressVerdict, type Explanation, type IngressCheck, type IngressVerdict } from '../contracts.ts';
@@ -35,7 +36,9 @@ const unavailable = (err: Error): Explanation => ({ tier: 'default', policy: nul
 
 export function remoteAuthorizer(server: string, opts: { credentials?: grpc.ChannelCredentials; timeoutMs?: number } = {}): RemoteAuthorizer {
   const Client = grpc.makeGenericClientConstructor(authorizationServiceDefinition(), 'Authorization');
-  const client = new Client(server, opts.credentials ?? grpc.credentials.createInsecure());
+  // Reconnect within ~2 s of the service coming back (gRPC's default back-off grows to 2 minutes,
+  // during which every new connection would be refused).
+  const client = new Client(server, opts.credentials ?? grpc.credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 });
   const timeoutMs = opts.timeoutMs ?? 2000;
 
   const check = (request: unknown): Promise<{ allowed: boolean; meta: Record<string, unknown> }> =>
@@ -69,7 +72,7 @@ export function remoteAuthorizer(server: string, opts: { credentials?: grpc.Chan
         const { tier, policy, location, message } = explanationMeta.parse(meta);
         return { allowed: false, explanation: { tier, policy, location, message } };
       } catch (err) {
-        return { allowed: false, explanation: unavailable(err as Error) };
+        return { allowed: false, explanation: unavailable(err as Error), unavailable: true };
       }
     },
     async ingress(c) {
@@ -89,7 +92,7 @@ export function remoteAuthorizer(server: string, opts: { credentials?: grpc.Chan
         const status = e.httpStatus === 404 ? 404 : 403;
         return { allowed: false, status, peer: e.peer, explanation: { tier: e.tier, policy: e.policy, location: e.location, message: e.message } };
       } catch (err) {
-        return { allowed: false, status: 403, peer: null, explanation: unavailable(err as Error) };
+        return { allowed: false, status: 403, peer: null, explanation: unavailable(err as Error), unavailable: true };
       }
     },
     close: () => client.close(),

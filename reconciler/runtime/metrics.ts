@@ -365,6 +365,16 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       if (s) setCounter(this, {}, s.revalidationsClosed);
     },
   });
+  new Counter({
+    name: 'clgo_tunnel_revalidations_deferred_total',
+    help: 'Open tunnels kept during a re-check because no authorization decision could be had (service away); each is asked again later.',
+    registers,
+    collect() {
+      this.reset();
+      const s = dp();
+      if (s) setCounter(this, {}, s.revalidationsDeferred);
+    },
+  });
 
   return exposition(registry);
 }

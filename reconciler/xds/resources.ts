@@ -233,9 +233,21 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
   return out;
 }
 
-/** Hash of everything authorization decisions depend on besides the resources themselves. */
+/**
+ * Hash of everything the right of a tunnel depends on (policies, members and their pins,
+ * revocations, which peers import which export, which exporters an import may use) and nothing
+ * else: data planes re-check their open tunnels when it changes, not when only addresses or ports
+ * do (a gateway moving, an export's target, an import's port).
+ */
 export function authzInputsHash(slice: Slice): string {
-  const inputs = { policies: slice.policies, members: slice.members, revoked: slice.revoked, exports: slice.exports.map((e) => [e.namespace, e.name, e.labels, e.importers]), self: slice.self.labels };
+  const inputs = {
+    policies: slice.policies,
+    members: slice.members.map((m) => [m.name, m.labels, m.certificateFingerprint]),
+    revoked: slice.revoked,
+    exports: slice.exports.map((e) => [e.namespace, e.name, e.labels, e.importers]),
+    imports: slice.imports.map((i) => [i.namespace, i.name, i.labels, i.sources.map((s) => [s.peer, s.exportNamespace, s.exportName, s.resolved, s.exportLabels])]),
+    self: slice.self.labels,
+  };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 32);
 }
 

@@ -100,6 +100,34 @@ describe('control plane → xDS → Node data plane', () => {
     expect(await waitFor(async () => (await echoThrough({ host: EGRESS.east!, port: 8080, localAddress: '127.0.114.3', bytes: 64 })) === 'ok', 5000)).toBe(true);
   });
 
+  it('re-checks open tunnels only when authorization inputs change, not when only a port moved', async () => {
+    const conn = await openEchoConnection({ host: EGRESS.east!, port: 8080, localAddress: '127.0.114.3' });
+    const east = (): { version: string; revalidations: number } => {
+      const st = dataplanes.east!.status().dataplane!;
+      return { version: st.version, revalidations: st.revalidations };
+    };
+    const before = east();
+    const importPath = join(dir, 'peers/east/imports/iperf3.yaml');
+    const original = Buffer.from(fresh.files.get('peers/east/imports/iperf3.yaml')!).toString('utf8');
+    // East's perf import moves from :5201 to :5202: a new listener, the same rights.
+    await writeFile(importPath, original.replace('port: 5201', 'port: 5202'));
+    try {
+      expect(await waitFor(() => east().version !== before.version, 5000)).toBe(true);
+      expect(await waitFor(async () => (await echoThrough({ host: EGRESS.east!, port: 5202, localAddress: '127.0.114.1', bytes: 64 })) === 'ok', 5000)).toBe(true);
+      expect(east().revalidations).toBe(before.revalidations);
+      expect(conn.socket.destroyed).toBe(false);
+      // Dropping edge from the import's exporters changes a right: east re-checks (its web tunnel to west stays).
+      const mid = east();
+      await writeFile(importPath, original.replace(/\n\s*- peer: edge\n\s*exportName: iperf3\n\s*exportNamespace: perf\n?/, '\n'));
+      expect(await waitFor(() => east().revalidations > mid.revalidations, 5000)).toBe(true);
+      expect(conn.socket.destroyed).toBe(false);
+    } finally {
+      await writeFile(importPath, original);
+      conn.socket.destroy();
+    }
+    expect(await waitFor(async () => (await echoThrough({ host: EGRESS.east!, port: 5201, localAddress: '127.0.114.1', bytes: 64 })) === 'ok', 5000)).toBe(true);
+  });
+
   it('keeps open tunnels flowing while the control plane is away, and resumes when it returns', async () => {
     const conn = await openEchoConnection({ host: EGRESS.east!, port: 5201, localAddress: '127.0.114.1' });
     const port = planes.east!.xdsAddress.port;
