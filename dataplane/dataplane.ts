@@ -20,6 +20,7 @@ import {
   type UpstreamPeer,
 } from './contracts.ts';
 import { decodeLabels, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
+import { newDurationHistogram, observeSeconds, type DurationHistogram } from './histogram.ts';
 import { idleFor, relay, type RelayHandle } from './relay.ts';
 
 export interface DataplaneLimits {
@@ -81,16 +82,23 @@ export interface ImportStats {
   failovers: number;
   /** Tunnels that started on a preconnected spare TLS connection (its handshake begun before the tunnel was asked for). */
   preconnected: number;
+  /** Bytes from local clients to exporters, and back: closed tunnels plus what open ones carried so far. */
   bytesOut: number;
   bytesIn: number;
   /** Setup latency samples (ms), most recent last, bounded. */
   setupMs: number[];
+  /** Setup latency (local accept → CONNECT answered 200) of every successful tunnel, cumulative. */
+  setupSeconds: DurationHistogram;
 }
+
+/** Bounds of the setup histogram: tunnel setup is ~1-5 ms on loopback, more across a WAN or with a time-out. */
+export const SETUP_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface DataplaneStats {
   version: string;
   egress: Record<string, ImportStats>;
-  exporters: Record<string, { connections: number; failures: number; ejected: boolean }>;
+  /** Per exporter endpoint `peer@host:port`: attempts, failures, times ejected, whether ejected now. */
+  exporters: Record<string, { connections: number; failures: number; ejections: number; ejected: boolean }>;
   ingress: {
     /** TLS connections that passed the pin check (a peer's preconnected spares included). */
     connections: number;
@@ -134,6 +142,8 @@ interface Tunnel {
   stillAllowed(): Promise<boolean | 'unknown'>;
   /** Who and what, for log lines. */
   describe(): Record<string, string>;
+  /** Adds the bytes this open tunnel carried so far to a copy of the stats (closed tunnels are in the totals). */
+  addOpenBytes(egress: Record<string, ImportStats>, ingress: DataplaneStats['ingress']): void;
   destroy(): void;
 }
 
@@ -185,7 +195,7 @@ const CERT_ERRORS: Record<string, string> = {
 };
 
 function newImportStats(): ImportStats {
-  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, preconnected: 0, bytesOut: 0, bytesIn: 0, setupMs: [] };
+  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, preconnected: 0, bytesOut: 0, bytesIn: 0, setupMs: [], setupSeconds: newDurationHistogram(SETUP_BUCKETS_SECONDS) };
 }
 
 /** The gateway answered the CONNECT with something other than 200. */
@@ -216,7 +226,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   const sessions = new Map<string, Buffer>();
   const tunnels = new Set<Tunnel>();
   const egressServers = new Map<string, { server: net.Server; cfg: EgressListenerConfig }>();
-  const endpointHealth = new Map<string, { consecutive: number; ejectedUntil: number; connections: number; failures: number }>();
+  const endpointHealth = new Map<string, { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number }>();
   const stats: DataplaneStats = {
     version: config.version,
     egress: {},
@@ -257,9 +267,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     return s;
   }
 
-  function health(key: string): { consecutive: number; ejectedUntil: number; connections: number; failures: number } {
+  function health(key: string): { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number } {
     let h = endpointHealth.get(key);
-    if (!h) endpointHealth.set(key, (h = { consecutive: 0, ejectedUntil: 0, connections: 0, failures: 0 }));
+    if (!h) endpointHealth.set(key, (h = { consecutive: 0, ejectedUntil: 0, connections: 0, failures: 0, ejections: 0 }));
     return h;
   }
 
@@ -529,10 +539,12 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
             return;
           }
           s.active++;
-          s.setupMs.push(performance.now() - started);
+          const setupMs = performance.now() - started;
+          s.setupMs.push(setupMs);
+          observeSeconds(s.setupSeconds, setupMs / 1000);
           if (s.setupMs.length > SAMPLE_LIMIT) s.setupMs.splice(0, s.setupMs.length - SAMPLE_LIMIT);
           downstream.off('error', downstreamError);
-          const tunnel = new EgressTunnel(downstream, upstream, check, cand);
+          const tunnel = new EgressTunnel(downstream, upstream, check, cand, cfg.importRef);
           tunnels.add(tunnel);
           tunnel.relay = relay(downstream, upstream, (out, back) => {
             tunnels.delete(tunnel);
@@ -551,6 +563,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
             h.failures++;
             if (++h.consecutive >= limits.ejectAfterFailures) {
               h.ejectedUntil = Date.now() + limits.ejectForMs;
+              h.ejections++;
               log.warn({ exporter: key }, `exporter endpoint ejected for ${limits.ejectForMs} ms after ${h.consecutive} consecutive failures`);
             }
           }
@@ -572,7 +585,14 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       private readonly upstream: tls.TLSSocket,
       private readonly check: EgressCheck,
       private readonly cand: EgressCandidate,
+      private readonly importRef: string,
     ) {}
+    addOpenBytes(egress: Record<string, ImportStats>): void {
+      const s = egress[this.importRef];
+      if (!s) return;
+      s.bytesOut += this.upstream.bytesWritten;
+      s.bytesIn += this.downstream.bytesWritten;
+    }
     async stillAllowed(): Promise<boolean | 'unknown'> {
       const cand = this.cand;
       const v = await authorizer.egress(this.check);
@@ -743,6 +763,10 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       private readonly exportNamespace: string,
       private readonly client: ClientAttributes,
     ) {}
+    addOpenBytes(_egress: Record<string, ImportStats>, ingress: DataplaneStats['ingress']): void {
+      ingress.bytesIn += this.upstream.bytesWritten;
+      ingress.bytesOut += this.socket.bytesWritten;
+    }
     async stillAllowed(): Promise<boolean | 'unknown'> {
       const cert = this.socket.getPeerX509Certificate();
       if (!cert) return false;
@@ -939,8 +963,14 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     },
     revalidate,
     stats() {
-      for (const [key, h] of endpointHealth) stats.exporters[key] = { connections: h.connections, failures: h.failures, ejected: h.ejectedUntil > Date.now() };
-      return stats;
+      for (const [key, h] of endpointHealth) stats.exporters[key] = { connections: h.connections, failures: h.failures, ejections: h.ejections, ejected: h.ejectedUntil > Date.now() };
+      // Byte counters include what open tunnels carried so far (a tunnel open for hours is not
+      // invisible until it closes); the totals of closed tunnels are kept apart and not modified.
+      const egress: Record<string, ImportStats> = {};
+      for (const [ref, s] of Object.entries(stats.egress)) egress[ref] = { ...s };
+      const ingress = { ...stats.ingress };
+      for (const t of tunnels) if (t.relay && !t.relay.closed) t.addOpenBytes(egress, ingress);
+      return { ...stats, egress, ingress };
     },
     addresses() {
       const ing = ingressServer?.address();

@@ -43,19 +43,21 @@ class ReadHistogram {
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly read: () => DurationHistogram,
+    /** One series per entry (labels, without `le`). */
+    private readonly read: () => Array<{ labels: Record<string, string>; h: DurationHistogram }>,
   ) {}
   get(): { name: string; help: string; type: string; aggregator: string; values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> } {
-    const h = this.read();
     const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
-    let cumulative = 0;
-    h.boundsSeconds.forEach((le, i) => {
-      cumulative += h.counts[i] ?? 0;
-      values.push({ metricName: `${this.name}_bucket`, labels: { le }, value: cumulative });
-    });
-    values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf' }, value: h.count });
-    values.push({ metricName: `${this.name}_sum`, labels: {}, value: h.sumSeconds });
-    values.push({ metricName: `${this.name}_count`, labels: {}, value: h.count });
+    for (const { labels, h } of this.read()) {
+      let cumulative = 0;
+      h.boundsSeconds.forEach((le, i) => {
+        cumulative += h.counts[i] ?? 0;
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le }, value: cumulative });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: '+Inf' }, value: h.count });
+      values.push({ metricName: `${this.name}_sum`, labels, value: h.sumSeconds });
+      values.push({ metricName: `${this.name}_count`, labels, value: h.count });
+    }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
   reset(): void {
@@ -184,7 +186,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     },
   });
   registry.registerMetric(
-    new ReadHistogram('clgo_reconcile_duration_seconds', 'Time to apply one accepted revision: slice, diff, data plane configuration and revalidation of open tunnels.', () => runtime.telemetry().reconcile.durationSeconds) as unknown as Gauge,
+    new ReadHistogram('clgo_reconcile_duration_seconds', 'Time to apply one accepted revision: slice, diff, data plane configuration and revalidation of open tunnels.', () => [{ labels: {}, h: runtime.telemetry().reconcile.durationSeconds }]) as unknown as Gauge,
   );
 
   // ------------------------------------------------------------ authorization
@@ -233,7 +235,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   perImport('clgo_tunnel_failovers_total', 'Tunnel attempts after the first for one connection (the next exporter endpoint was tried).', (s) => s.failovers, 'counter');
   new Counter({
     name: 'clgo_tunnel_bytes_total',
-    help: 'Bytes carried by closed tunnels of an import: direction=out is local client → exporter, in is exporter → client. Counted when a tunnel closes.',
+    help: 'Bytes carried by the tunnels of an import, closed and open: direction=out is local client → exporter, in is exporter → client.',
     labelNames: ['import', 'direction'],
     registers,
     collect() {
@@ -244,9 +246,14 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       }
     },
   });
+  registry.registerMetric(
+    new ReadHistogram('clgo_tunnel_setup_seconds', 'Tunnel setup latency (local accept → CONNECT answered 200) of every successful tunnel of an import.', () =>
+      Object.entries(dp()?.egress ?? {}).map(([ref, s]) => ({ labels: { import: ref }, h: s.setupSeconds })),
+    ) as unknown as Gauge,
+  );
   new Gauge({
     name: 'clgo_tunnel_setup_recent_seconds',
-    help: 'Tunnel setup latency (local accept → CONNECT answered 200) over the most recent successful setups (at most 4096 per import), as quantiles. Not a histogram: the data plane keeps a bounded window, not cumulative buckets.',
+    help: 'Tunnel setup latency (local accept → CONNECT answered 200) over the most recent successful setups (at most 4096 per import), as quantiles (clgo_tunnel_setup_seconds is the histogram).',
     labelNames: ['import', 'quantile'],
     registers,
     collect() {
@@ -277,6 +284,16 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     collect() {
       this.reset();
       for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.failures);
+    },
+  });
+  new Counter({
+    name: 'clgo_exporter_ejections_total',
+    help: 'Times a gateway endpoint was ejected (passive outlier detection: ejectAfterFailures consecutive failures).',
+    labelNames: ['exporter'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.ejections);
     },
   });
   new Gauge({
@@ -324,7 +341,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   gateway('clgo_gateway_upstream_failures_total', 'Allowed tunnels whose exported service could not be reached (502).', (g) => g.upstreamFailures, 'counter');
   new Counter({
     name: 'clgo_gateway_bytes_total',
-    help: 'Bytes carried by closed gateway tunnels: direction=in is remote peer → exported service, out is service → remote peer. Counted when a tunnel closes.',
+    help: 'Bytes carried by gateway tunnels, closed and open: direction=in is remote peer → exported service, out is service → remote peer.',
     labelNames: ['direction'],
     registers,
     collect() {

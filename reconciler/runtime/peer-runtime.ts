@@ -8,6 +8,7 @@ import { runRevisions } from './revision-loop.ts';
 import { pino } from 'pino';
 import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
+import { newDurationHistogram, observeSeconds, type DurationHistogram } from '../../dataplane/histogram.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { slice as sliceOf } from '../slice/slice.ts';
 import { diffSlices, type SliceDiff } from '../slice/diff.ts';
@@ -54,13 +55,7 @@ export interface SliceSummary {
   policies: Array<{ tier: string; ref: string; action: string; location: string }>;
 }
 
-/** A histogram kept over the runtime's life (fixed bounds): counts[i] = observations in (boundsSeconds[i-1], boundsSeconds[i]]; the last entry counts those above the last bound. */
-export interface DurationHistogram {
-  readonly boundsSeconds: readonly number[];
-  counts: number[];
-  sumSeconds: number;
-  count: number;
-}
+export type { DurationHistogram } from '../../dataplane/histogram.ts';
 
 /** Cumulative counters this runtime keeps for metrics (read at scrape time; never reset). */
 export interface RuntimeTelemetry {
@@ -72,13 +67,6 @@ export interface RuntimeTelemetry {
 
 export const RECONCILE_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-function observe(h: DurationHistogram, seconds: number): void {
-  let i = h.boundsSeconds.findIndex((b) => seconds <= b);
-  if (i < 0) i = h.boundsSeconds.length;
-  h.counts[i] = (h.counts[i] ?? 0) + 1;
-  h.sumSeconds += seconds;
-  h.count++;
-}
 
 export interface PeerRuntime {
   readonly peer: string;
@@ -129,7 +117,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   const reconcile: RuntimeTelemetry['reconcile'] = {
     applied: 0,
     failed: 0,
-    durationSeconds: { boundsSeconds: RECONCILE_BUCKETS_SECONDS, counts: new Array<number>(RECONCILE_BUCKETS_SECONDS.length + 1).fill(0), sumSeconds: 0, count: 0 },
+    durationSeconds: newDurationHistogram(RECONCILE_BUCKETS_SECONDS),
   };
   // Decisions the data plane asked for (new connections, and re-checks of open tunnels after a
   // revision change). The exported `authorizer` stays uncounted for explain/status callers.
@@ -164,7 +152,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   const loop = runRevisions(opts.source, apply, log, ({ ok, seconds }) => {
     if (ok) reconcile.applied++;
     else reconcile.failed++;
-    observe(reconcile.durationSeconds, seconds);
+    observeSeconds(reconcile.durationSeconds, seconds);
   });
 
   await opts.source.start();

@@ -142,6 +142,7 @@ describe('fault: an exporter\'s gateway black-holed during traffic', () => {
     expect(d('clgo_tunnel_failovers_total', { import: 'perf/iperf3' })).toBe(slow);
     expect(d('clgo_exporter_failures_total', { exporter: edgeKey })).toBe(EJECT_AFTER);
     expect(value(after, 'clgo_exporter_ejected', { exporter: edgeKey })).toBe(1);
+    expect(d('clgo_exporter_ejections_total', { exporter: edgeKey })).toBe(1);
     expect(d('clgo_tunnel_failures_total', { import: 'perf/iperf3' })).toBe(0);
     // The tunnel via west is untouched; the one via edge stalls (neither closed nor fed).
     expect(await viaWest.drained()).toBe(true);

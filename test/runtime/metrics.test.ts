@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAdminServer, type AdminServer } from '../../reconciler/runtime/admin-server.ts';
 import { createRuntimeMetrics } from '../../reconciler/runtime/metrics.ts';
-import { echoThrough, waitFor } from '../fixtures/servers.ts';
+import { echoThrough, openEchoConnection, waitFor } from '../fixtures/servers.ts';
 import { scrape, startFabric, value, type FabricHarness, type PeerName, type Range } from '../faults/harness.ts';
 
 // This file's loopback range: gateways 127.0.101.x, services 127.0.102.x, egress 127.0.103.x, clients 127.0.104.x.
@@ -84,6 +84,11 @@ describe('GET /metrics', () => {
     expect(d('east', 'clgo_exporter_attempts_total', { exporter: westGw })).toBe(N);
     expect(d('east', 'clgo_exporter_failures_total', { exporter: westGw })).toBe(0);
     expect(value(after.east, 'clgo_tunnel_setup_recent_seconds', { ...web, quantile: '0.5' })).toBeGreaterThan(0);
+    // The setup histogram saw each tunnel once, in some bucket at or below +Inf, with a positive sum.
+    expect(d('east', 'clgo_tunnel_setup_seconds_count', web)).toBe(N);
+    expect(d('east', 'clgo_tunnel_setup_seconds_bucket', { ...web, le: '+Inf' })).toBe(N);
+    expect(d('east', 'clgo_tunnel_setup_seconds_bucket', { ...web, le: '5' })).toBe(N);
+    expect(d('east', 'clgo_tunnel_setup_seconds_sum', web)).toBeGreaterThan(0);
     // The exporting side.
     expect(d('west', 'clgo_gateway_requests_total')).toBe(N);
     expect(d('west', 'clgo_gateway_connections_total')).toBeGreaterThanOrEqual(N);
@@ -91,6 +96,31 @@ describe('GET /metrics', () => {
     expect(d('west', 'clgo_gateway_bytes_total', { direction: 'in' })).toBeGreaterThanOrEqual(N * BYTES);
     expect(d('west', 'clgo_gateway_bytes_total', { direction: 'out' })).toBeGreaterThanOrEqual(N * BYTES);
     expect(value(after.west, 'clgo_gateway_active')).toBe(0);
+  });
+
+  it('counts the bytes of a tunnel while it is open, not only once it closes', async () => {
+    const BYTES = 128 * 1024;
+    const before = { east: (await scrape(admins.east!.url)).samples, west: (await scrape(admins.west!.url)).samples };
+    const conn = await openEchoConnection({ host: RANGE.egress.east, port: 8080, localAddress: RANGE.client.web });
+    try {
+      expect(await conn.roundTrip(Buffer.alloc(BYTES, 5))).toBe(true);
+      const during = { east: (await scrape(admins.east!.url)).samples, west: (await scrape(admins.west!.url)).samples };
+      const d = (peer: 'east' | 'west', name: string, labels: Record<string, string> = {}): number => value(during[peer], name, labels) - value(before[peer], name, labels);
+      expect(value(during.east, 'clgo_tunnel_active', { import: 'web/http' })).toBe(1);
+      expect(d('east', 'clgo_tunnel_bytes_total', { import: 'web/http', direction: 'out' })).toBeGreaterThanOrEqual(BYTES);
+      expect(d('east', 'clgo_tunnel_bytes_total', { import: 'web/http', direction: 'in' })).toBeGreaterThanOrEqual(BYTES);
+      expect(d('west', 'clgo_gateway_bytes_total', { direction: 'in' })).toBeGreaterThanOrEqual(BYTES);
+      expect(d('west', 'clgo_gateway_bytes_total', { direction: 'out' })).toBeGreaterThanOrEqual(BYTES);
+    } finally {
+      conn.socket.destroy();
+    }
+    // Closing moves the open tunnel's bytes into the totals: nothing counted twice, nothing lost.
+    expect(await idle('east')).toBe(true);
+    expect(await idle('west')).toBe(true);
+    const after = (await scrape(admins.east!.url)).samples;
+    const out = value(after, 'clgo_tunnel_bytes_total', { import: 'web/http', direction: 'out' }) - value(before.east, 'clgo_tunnel_bytes_total', { import: 'web/http', direction: 'out' });
+    expect(out).toBeGreaterThanOrEqual(BYTES);
+    expect(out).toBeLessThan(BYTES + 1024);
   });
 
   it('counts denied connections with the tier that denied them, on the side that denied them', async () => {
