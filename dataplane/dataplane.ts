@@ -97,8 +97,8 @@ export const SETUP_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.002, 0
 export interface DataplaneStats {
   version: string;
   egress: Record<string, ImportStats>;
-  /** Per exporter endpoint `peer@host:port`: attempts, failures, times ejected, whether ejected now. */
-  exporters: Record<string, { connections: number; failures: number; ejections: number; ejected: boolean }>;
+  /** Per exporter endpoint `peer@host:port`: attempts, failures, times ejected, whether ejected now, TLS handshakes completed and how many resumed a session. */
+  exporters: Record<string, { connections: number; failures: number; ejections: number; ejected: boolean; handshakes: number; resumed: number }>;
   ingress: {
     /** TLS connections that passed the pin check (a peer's preconnected spares included). */
     connections: number;
@@ -150,6 +150,9 @@ interface Tunnel {
 const SAMPLE_LIMIT = 4096;
 /** Writable high-water mark of relayed sockets: holds a corked batch of four 16 KiB TLS chunks (see relay.ts). */
 const RELAY_HIGH_WATER_MARK = 64 * 1024;
+
+/** A stored TLS session is reused this long before a connection stores a fresh ticket (servers keep them valid 300 s by default). */
+const SESSION_REFRESH_MS = 60_000;
 
 /** Re-check of open tunnels that got no decision: first retry after this, doubling up to the max. */
 const REVALIDATE_RETRY_MIN_MS = 1000;
@@ -223,10 +226,10 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   let config = opts.config;
   let pins = new Set(config.tls.allowedPeerFingerprints);
   let clientContext = makeClientContext(config);
-  const sessions = new Map<string, Buffer>();
+  const sessions = new Map<string, { session: Buffer; at: number }>();
   const tunnels = new Set<Tunnel>();
   const egressServers = new Map<string, { server: net.Server; cfg: EgressListenerConfig }>();
-  const endpointHealth = new Map<string, { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number }>();
+  const endpointHealth = new Map<string, { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number; handshakes: number; resumed: number }>();
   const stats: DataplaneStats = {
     version: config.version,
     egress: {},
@@ -267,9 +270,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     return s;
   }
 
-  function health(key: string): { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number } {
+  function health(key: string): { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number; handshakes: number; resumed: number } {
     let h = endpointHealth.get(key);
-    if (!h) endpointHealth.set(key, (h = { consecutive: 0, ejectedUntil: 0, connections: 0, failures: 0, ejections: 0 }));
+    if (!h) endpointHealth.set(key, (h = { consecutive: 0, ejectedUntil: 0, connections: 0, failures: 0, ejections: 0, handshakes: 0, resumed: 0 }));
     return h;
   }
 
@@ -284,13 +287,21 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   }
 
   function sessionStore(key: string): (session: Buffer) => void {
-    return (session) => sessions.set(key, session);
+    return (session) => sessions.set(key, { session, at: performance.now() });
+  }
+
+  /** The stored session to resume with, and whether this connection should store a fresh one. */
+  function sessionFor(key: string): { session: Buffer | undefined; refresh: boolean } {
+    const stored = sessions.get(key);
+    if (!stored) return { session: undefined, refresh: true };
+    return { session: stored.session, refresh: performance.now() - stored.at > SESSION_REFRESH_MS };
   }
 
   /** TLS to a peer's gateway, its identity checked (name and pin); resolves once the handshake is done. */
   function dialGateway(up: UpstreamPeer, ep: Endpoint, timeoutMs: number): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
       const sessionKey = endpointKey(up.peer, ep);
+      const { session, refresh } = sessionFor(sessionKey);
       // highWaterMark reaches the TLSSocket (Node passes it through; not in the option types).
       const options: tls.ConnectionOptions & { highWaterMark: number } = {
         host: ep.host,
@@ -299,7 +310,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         secureContext: clientContext,
         minVersion: 'TLSv1.3',
         highWaterMark: RELAY_HIGH_WATER_MARK,
-        session: sessions.get(sessionKey),
+        session,
         checkServerIdentity: checkGatewayIdentity,
       };
       const socket = tls.connect(options);
@@ -307,8 +318,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         socket.destroy();
         reject(new Error(`timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      // One ticket is enough for the next connection (a TLS 1.3 server sends two).
-      socket.once('session', sessionStore(sessionKey));
+      // One ticket serves every connection to this gateway for SESSION_REFRESH_MS: listening for
+      // tickets makes Node serialise each one the server sends (two per TLS 1.3 handshake).
+      // Reusing a ticket lets an observer link the connections (RFC 8446 C.4), which the fixed
+      // address pair and SNI of a gateway-to-gateway tunnel reveal anyway; no 0-RTT is used.
+      if (refresh) socket.once('session', sessionStore(sessionKey));
       const onError = (err: Error): void => {
         clearTimeout(timer);
         reject(err);
@@ -317,6 +331,13 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       socket.once('secureConnect', () => {
         clearTimeout(timer);
         socket.off('error', onError);
+        // The gateway did not take the stored ticket (restarted, keys rotated): keep one of this
+        // connection's (TLS 1.3 tickets come after the handshake, so listening now is in time).
+        const resumed = socket.isSessionReused();
+        if (!refresh && !resumed) socket.once('session', sessionStore(sessionKey));
+        const h = health(sessionKey);
+        h.handshakes++;
+        if (resumed) h.resumed++;
         socket.setNoDelay(true);
         resolve(socket);
       });
@@ -653,17 +674,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     socket.once('close', () => clearTimeout(linger));
   }
 
-  async function onIngress(socket: tls.TLSSocket): Promise<void> {
+  /** A connection that passed the pin check; `der` is the client certificate the TLS layer verified. */
+  async function onIngress(socket: tls.TLSSocket, der: Buffer): Promise<void> {
     stats.ingress.connections++;
     socket.setNoDelay(true);
     socket.on('error', destroyOnError);
-    const cert = socket.getPeerX509Certificate();
-    if (!cert) {
-      countHandshakeFailure('no-client-certificate');
-      socket.destroy();
-      return;
-    }
-    const der = cert.raw;
     let head: string;
     try {
       head = await readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs: limits.headerTimeoutMs });
@@ -834,14 +849,21 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       // The pin check is the first gate (cheap, before any parsing); the authorizer re-verifies the
       // full identity (chain, SAN, membership, revocation) from the same certificate.
       const cert = socket.getPeerX509Certificate();
-      const fingerprint = cert ? fingerprintOf(cert.raw) : null;
-      if (fingerprint === null || !pins.has(fingerprint)) {
-        countHandshakeFailure('unpinned-certificate');
-        log.warn({ direction: 'ingress', remote: socket.remoteAddress, subject: cert?.subject, fingerprint }, 'refused: client certificate is not a current member\'s committed peer.pem');
+      if (!cert) {
+        countHandshakeFailure('no-client-certificate');
+        log.warn({ direction: 'ingress', remote: socket.remoteAddress }, 'refused: no client certificate');
         socket.destroy();
         return;
       }
-      onIngress(socket).catch((err: Error) => {
+      const der = cert.raw;
+      const fingerprint = fingerprintOf(der);
+      if (!pins.has(fingerprint)) {
+        countHandshakeFailure('unpinned-certificate');
+        log.warn({ direction: 'ingress', remote: socket.remoteAddress, subject: cert.subject, fingerprint }, 'refused: client certificate is not a current member\'s committed peer.pem');
+        socket.destroy();
+        return;
+      }
+      onIngress(socket, der).catch((err: Error) => {
         log.error({ err: err.message }, 'ingress connection failed');
         socket.destroy();
       });
@@ -963,7 +985,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     },
     revalidate,
     stats() {
-      for (const [key, h] of endpointHealth) stats.exporters[key] = { connections: h.connections, failures: h.failures, ejections: h.ejections, ejected: h.ejectedUntil > Date.now() };
+      for (const [key, h] of endpointHealth) stats.exporters[key] = { connections: h.connections, failures: h.failures, ejections: h.ejections, ejected: h.ejectedUntil > Date.now(), handshakes: h.handshakes, resumed: h.resumed };
       // Byte counters include what open tunnels carried so far (a tunnel open for hours is not
       // invisible until it closes); the totals of closed tunnels are kept apart and not modified.
       const egress: Record<string, ImportStats> = {};

@@ -296,6 +296,19 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.ejections);
     },
   });
+  new Counter({
+    name: 'clgo_exporter_tls_handshakes_total',
+    help: 'TLS handshakes completed with a gateway endpoint (tunnels and preconnected spares), by whether a stored session was resumed.',
+    labelNames: ['exporter', 'resumed'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) {
+        setCounter(this, { exporter: key, resumed: 'true' }, e.resumed);
+        setCounter(this, { exporter: key, resumed: 'false' }, e.handshakes - e.resumed);
+      }
+    },
+  });
   new Gauge({
     name: 'clgo_exporter_ejected',
     help: '1 while a gateway endpoint is ejected after consecutive failures (new connections skip it).',

@@ -111,6 +111,19 @@ describe('Node data plane tunnels', () => {
     }
   });
 
+  it('resumes TLS sessions with a gateway, and again after it restarted (its old tickets refused)', async () => {
+    const edgeKey = Object.keys(peers.east!.dataplane.stats().exporters).find((k) => k.startsWith('edge@'))!;
+    const edge = () => peers.east!.dataplane.stats().exporters[edgeKey]!;
+    // Edge was just restarted: its new ticket keys refuse east's stored session once, then east resumes again.
+    const before = edge();
+    for (let i = 0; i < 8; i++) expect(await echoThrough({ host: '127.0.53.1', port: 5201, localAddress: '127.0.54.1', bytes: 1024 })).toBe('ok');
+    expect(await waitFor(() => edge().handshakes - before.handshakes >= 4)).toBe(true);
+    const full = edge().handshakes - before.handshakes - (edge().resumed - before.resumed);
+    expect(full).toBeGreaterThanOrEqual(1);
+    expect(full).toBeLessThanOrEqual(2);
+    expect(edge().resumed - before.resumed).toBeGreaterThanOrEqual(2);
+  });
+
   it('keeps open tunnels across an unrelated change and closes them when the right is revoked', async () => {
     const conn = await openEchoConnection({ host: '127.0.53.1', port: 8080, localAddress: '127.0.54.3' });
     // Unrelated change: a new label on edge. The tunnel east → west stays.
