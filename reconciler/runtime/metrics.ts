@@ -202,31 +202,31 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   });
 
   // ------------------------------------------------------------ egress tunnels, per import
-  const perImport = (name: string, help: string, pick: (s: DataplaneStats['egress'][string]) => number, kind: 'counter' | 'gauge'): void => {
-    const config = {
-      name,
-      help,
-      labelNames: ['import'] as const,
-      registers,
+  /** Metrics with one series per key of a data-plane stats record (imports, exporter endpoints), read at scrape. */
+  const perKey =
+    <L extends string, S>(label: L, entries: () => Record<string, S>) =>
+    (name: string, help: string, pick: (s: S) => number, kind: 'counter' | 'gauge'): void => {
+      const config = { name, help, labelNames: [label] as const, registers };
+      const series = (): Array<[Partial<Record<L, string>>, number]> => Object.entries(entries()).map(([key, s]) => [{ [label]: key } as Partial<Record<L, string>>, pick(s)]);
+      if (kind === 'counter') {
+        new Counter({
+          ...config,
+          collect() {
+            this.reset();
+            for (const [labels, v] of series()) setCounter(this, labels, v);
+          },
+        });
+      } else {
+        new Gauge({
+          ...config,
+          collect() {
+            this.reset();
+            for (const [labels, v] of series()) this.set(labels, v);
+          },
+        });
+      }
     };
-    if (kind === 'counter') {
-      new Counter({
-        ...config,
-        collect() {
-          this.reset();
-          for (const [ref, s] of Object.entries(dp()?.egress ?? {})) setCounter(this, { import: ref }, pick(s));
-        },
-      });
-    } else {
-      new Gauge({
-        ...config,
-        collect() {
-          this.reset();
-          for (const [ref, s] of Object.entries(dp()?.egress ?? {})) this.set({ import: ref }, pick(s));
-        },
-      });
-    }
-  };
+  const perImport = perKey('import', () => dp()?.egress ?? {});
   perImport('clgo_tunnel_connections_total', 'Local connections accepted by an import listener (whatever came of them).', (s) => s.connections, 'counter');
   perImport('clgo_tunnel_active', 'Tunnels of an import open now.', (s) => s.active, 'gauge');
   perImport('clgo_tunnel_denied_total', 'Connections to an import refused by egress policy.', (s) => s.denied, 'counter');
@@ -266,36 +266,11 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   });
 
   // ------------------------------------------------------------ exporter endpoints
-  new Counter({
-    name: 'clgo_exporter_attempts_total',
-    help: 'Tunnel attempts to a remote peer\'s gateway endpoint (`peer@host:port`).',
-    labelNames: ['exporter'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.connections);
-    },
-  });
-  new Counter({
-    name: 'clgo_exporter_failures_total',
-    help: 'Failed tunnel attempts to a gateway endpoint (connect, TLS, time-out, non-policy refusal); policy refusals (403/404) are not failures.',
-    labelNames: ['exporter'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.failures);
-    },
-  });
-  new Counter({
-    name: 'clgo_exporter_ejections_total',
-    help: 'Times a gateway endpoint was ejected (passive outlier detection: ejectAfterFailures consecutive failures).',
-    labelNames: ['exporter'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) setCounter(this, { exporter: key }, e.ejections);
-    },
-  });
+  const perExporter = perKey('exporter', () => dp()?.exporters ?? {});
+  perExporter('clgo_exporter_attempts_total', 'Tunnel attempts to a remote peer\'s gateway endpoint (`peer@host:port`).', (e) => e.connections, 'counter');
+  perExporter('clgo_exporter_failures_total', 'Failed tunnel attempts to a gateway endpoint (connect, TLS, time-out, non-policy refusal); policy refusals (403/404) are not failures.', (e) => e.failures, 'counter');
+  perExporter('clgo_exporter_ejections_total', 'Times a gateway endpoint was ejected (passive outlier detection: ejectAfterFailures consecutive failures).', (e) => e.ejections, 'counter');
+  perExporter('clgo_exporter_ejected', '1 while a gateway endpoint is ejected after consecutive failures (new connections skip it).', (e) => (e.ejected ? 1 : 0), 'gauge');
   new Counter({
     name: 'clgo_exporter_tls_handshakes_total',
     help: 'TLS handshakes completed with a gateway endpoint (tunnels and preconnected spares), by whether a stored session was resumed.',
@@ -309,30 +284,24 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       }
     },
   });
-  new Gauge({
-    name: 'clgo_exporter_ejected',
-    help: '1 while a gateway endpoint is ejected after consecutive failures (new connections skip it).',
-    labelNames: ['exporter'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [key, e] of Object.entries(dp()?.exporters ?? {})) this.set({ exporter: key }, e.ejected ? 1 : 0);
-    },
-  });
 
   // ------------------------------------------------------------ gateway (ingress)
+  /** A counter of the whole data plane, read at scrape. */
+  const dataplaneCounter = (name: string, help: string, pick: (s: DataplaneStats) => number): void => {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        const s = dp();
+        if (s) setCounter(this, {}, pick(s));
+      },
+    });
+  };
   const gateway = (name: string, help: string, pick: (g: DataplaneStats['ingress']) => number, kind: 'counter' | 'gauge'): void => {
     if (kind === 'counter') {
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          const g = dp()?.ingress;
-          if (g) setCounter(this, {}, pick(g));
-        },
-      });
+      dataplaneCounter(name, help, (s) => pick(s.ingress));
     } else {
       new Gauge({
         name,
@@ -375,36 +344,10 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       for (const [reason, n] of Object.entries(dp()?.handshakeFailures ?? {})) setCounter(this, { reason }, n);
     },
   });
-  new Counter({
-    name: 'clgo_tunnels_idle_closed_total',
-    help: 'Tunnels closed because no byte moved in either direction for the idle time-out (default 1 h).',
-    registers,
-    collect() {
-      this.reset();
-      const s = dp();
-      if (s) setCounter(this, {}, s.idleClosed);
-    },
-  });
-  new Counter({
-    name: 'clgo_tunnels_revoked_total',
-    help: 'Open tunnels closed because a new revision revoked their right (peer removed, pin changed, policy now denies).',
-    registers,
-    collect() {
-      this.reset();
-      const s = dp();
-      if (s) setCounter(this, {}, s.revalidationsClosed);
-    },
-  });
-  new Counter({
-    name: 'clgo_tunnel_revalidations_deferred_total',
-    help: 'Open tunnels kept during a re-check because no authorization decision could be had (service away); each is asked again later.',
-    registers,
-    collect() {
-      this.reset();
-      const s = dp();
-      if (s) setCounter(this, {}, s.revalidationsDeferred);
-    },
-  });
+  // ------------------------------------------------------------ tunnel lifecycle, whole data plane
+  dataplaneCounter('clgo_tunnels_idle_closed_total', 'Tunnels closed because no byte moved in either direction for the idle time-out (default 1 h).', (s) => s.idleClosed);
+  dataplaneCounter('clgo_tunnels_revoked_total', 'Open tunnels closed because a new revision revoked their right (peer removed, pin changed, policy now denies).', (s) => s.revalidationsClosed);
+  dataplaneCounter('clgo_tunnel_revalidations_deferred_total', 'Open tunnels kept during a re-check because no authorization decision could be had (service away); each is asked again later.', (s) => s.revalidationsDeferred);
 
   return exposition(registry);
 }

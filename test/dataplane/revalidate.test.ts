@@ -13,6 +13,7 @@ import type { Slice } from '../../reconciler/slice/types.ts';
 import { createAuthorizer } from '../../reconciler/xds/authz.ts';
 import { dataplaneConfigFromSlice } from '../../reconciler/xds/config.ts';
 import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
+import { DENY_EAST_WEB } from '../fixtures/policies.ts';
 import { echoThrough, openEchoConnection, startEchoServer, waitFor, type EchoConnection } from '../fixtures/servers.ts';
 
 // This file's loopback range: 127.0.143.x — gateways .11-.13, services .22-.23, east's egress .31, west's .32, web client .43.
@@ -20,15 +21,6 @@ const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.143.1').
 const WEB_CLIENT = '127.0.143.43';
 const EAST_EGRESS = '127.0.143.31';
 const CLIENTS = clientLookup({ clients: [{ address: WEB_CLIENT, namespace: 'web', labels: { app: 'browser' } }] });
-const DENY_EAST_WEB = `apiVersion: clusterlink.net/v1alpha1
-kind: PrivilegedAccessPolicy
-metadata:
-  name: deny-east-web
-spec:
-  action: deny
-  from: [{ workloadSelector: { matchLabels: { peer.clusterlink.net/name: east } } }]
-  to: [{ workloadSelector: { matchLabels: { export.clusterlink.net/namespace: web } } }]
-`;
 
 interface LogLine {
   level: number;

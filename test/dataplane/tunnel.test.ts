@@ -11,6 +11,7 @@ import { createAuthorizer } from '../../reconciler/xds/authz.ts';
 import { dataplaneConfigFromSlice } from '../../reconciler/xds/config.ts';
 import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { echoThrough, openEchoConnection, startEchoServer, waitFor } from '../fixtures/servers.ts';
+import { DENY_EAST_WEB } from '../fixtures/policies.ts';
 
 // This file's own loopback range: gateways 127.0.51.x, services 127.0.52.x, egress 127.0.53.x.
 const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.51.').replaceAll('127.0.20.', '127.0.52.');
@@ -134,15 +135,7 @@ describe('Node data plane tunnels', () => {
     // West now denies east's web traffic: the open tunnel closes within this reconcile.
     files.set(
       'peers/west/policies/deny-east-web.yaml',
-      Buffer.from(`apiVersion: clusterlink.net/v1alpha1
-kind: PrivilegedAccessPolicy
-metadata:
-  name: deny-east-web
-spec:
-  action: deny
-  from: [{ workloadSelector: { matchLabels: { peer.clusterlink.net/name: east } } }]
-  to: [{ workloadSelector: { matchLabels: { export.clusterlink.net/namespace: web } } }]
-`),
+      Buffer.from(DENY_EAST_WEB),
     );
     expect(await applyFabric(load(files), '3')).toBeGreaterThanOrEqual(1);
     await conn.closed;

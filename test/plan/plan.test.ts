@@ -10,6 +10,7 @@ import { createFabricRepo, type FabricRepo } from '../../reconciler/demo/git-rep
 import { EXAMPLE_DIR } from '../../reconciler/demo/fresh-fabric.ts';
 import type { Plan } from '../../reconciler/plan/plan.ts';
 import { readFabricDir } from '../../schema/read-dir.ts';
+import { DENY_EAST_WEB } from '../fixtures/policies.ts';
 
 let root: string;
 let repo: FabricRepo;
@@ -29,15 +30,7 @@ beforeAll(async () => {
 });
 afterAll(async () => rm(root, { recursive: true, force: true }));
 
-const DENY = `apiVersion: clusterlink.net/v1alpha1
-kind: PrivilegedAccessPolicy
-metadata:
-  name: deny-east-web
-spec:
-  action: deny
-  from: [{ workloadSelector: { matchLabels: { peer.clusterlink.net/name: east } } }]
-  to: [{ workloadSelector: { matchLabels: { export.clusterlink.net/namespace: web } } }]
-`;
+const DENY = DENY_EAST_WEB;
 
 describe('clgo plan', () => {
   it('reports no change between a revision and itself', async () => {

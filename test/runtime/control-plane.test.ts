@@ -12,6 +12,7 @@ import { startControlPlane, type ControlPlane } from '../../reconciler/runtime/c
 import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
 import { echoThrough, openEchoConnection, startEchoServer, waitFor } from '../fixtures/servers.ts';
+import { DENY_EAST_WEB } from '../fixtures/policies.ts';
 
 // This file's loopback range: gateways 127.0.111.x, services 127.0.112.x, egress 127.0.113.x, clients 127.0.114.x, control planes 127.0.115.x.
 const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.111.').replaceAll('127.0.20.', '127.0.112.');
@@ -90,7 +91,7 @@ describe('control plane → xDS → Node data plane', () => {
     const rev = planes.west!.status().applied!.revision;
     await writeFile(
       join(dir, 'peers/west/policies/deny-east-web.yaml'),
-      'apiVersion: clusterlink.net/v1alpha1\nkind: PrivilegedAccessPolicy\nmetadata:\n  name: deny-east-web\nspec:\n  action: deny\n  from: [{ workloadSelector: { matchLabels: { peer.clusterlink.net/name: east } } }]\n  to: [{ workloadSelector: { matchLabels: { export.clusterlink.net/namespace: web } } }]\n',
+      DENY_EAST_WEB,
     );
     expect(await waitFor(() => planes.west!.status().applied!.revision !== rev, 5000)).toBe(true);
     // West's data plane re-checks open tunnels with west's ext_authz when its config changes.

@@ -10,6 +10,7 @@ import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { startPeerRuntime, type PeerRuntime } from '../../reconciler/runtime/peer-runtime.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
 import { echoThrough, openEchoConnection, startEchoServer, waitFor } from '../fixtures/servers.ts';
+import { DENY_EAST_WEB } from '../fixtures/policies.ts';
 
 // This file's loopback range: gateways 127.0.61.x, services 127.0.62.x, egress 127.0.63.x, clients 127.0.64.x.
 const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.61.').replaceAll('127.0.20.', '127.0.62.');
@@ -93,7 +94,7 @@ describe('peer runtime (local mode, directory source)', () => {
     const before = runtimes.west!.status().applied!.version;
     await writeFile(
       join(dir, 'peers/west/policies/deny-east-web.yaml'),
-      'apiVersion: clusterlink.net/v1alpha1\nkind: PrivilegedAccessPolicy\nmetadata:\n  name: deny-east-web\nspec:\n  action: deny\n  from: [{ workloadSelector: { matchLabels: { peer.clusterlink.net/name: east } } }]\n  to: [{ workloadSelector: { matchLabels: { export.clusterlink.net/namespace: web } } }]\n',
+      DENY_EAST_WEB,
     );
     expect(await waitFor(() => runtimes.west!.status().applied!.version > before, 5000)).toBe(true);
     await conn.closed;
