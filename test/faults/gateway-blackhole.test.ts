@@ -10,7 +10,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntimeMetrics } from '../../reconciler/runtime/metrics.ts';
 import { echoThrough, waitFor } from '../fixtures/servers.ts';
-import { blockRange, faultTable, liveStream, parseMetrics, startFabric, value, type FabricHarness, type LiveStream } from './harness.ts';
+import { blockRange, faultTable, streamVia as streamViaPeer, parseMetrics, startFabric, value, type FabricHarness, type LiveStream } from './harness.ts';
 
 // This file's loopback range: 127.0.107.x (edge's real gateway on .33, the relay on edge's committed .3).
 const R = blockRange(107);
@@ -100,15 +100,7 @@ afterAll(async () => {
   await table.flush();
 });
 
-async function streamVia(peer: 'west' | 'edge'): Promise<LiveStream> {
-  for (let i = 0; i < 4; i++) {
-    const before = fabric.runtimes[peer].status().dataplane!.ingress.requests;
-    const s = await liveStream(perf);
-    if (fabric.runtimes[peer].status().dataplane!.ingress.requests > before) return s;
-    s.stop();
-  }
-  throw new Error(`no stream landed on ${peer}`);
-}
+const streamVia = (peer: 'west' | 'edge'): Promise<LiveStream> => streamViaPeer(fabric, peer, perf);
 
 describe('fault: an exporter\'s gateway black-holed during traffic', () => {
   it('fails over to the other exporter, ejects the black hole, and takes it back after it heals', async () => {

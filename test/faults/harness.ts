@@ -249,6 +249,17 @@ export interface LiveStream {
  * One long-lived connection through a tunnel carrying a steady stream (4 KiB every `everyMs`,
  * at most `maxBytes` in all), every echoed byte compared with what was sent.
  */
+/** Opens live streams through `via` until one is carried by `peer`'s gateway (round-robin alternates exporters); stops the others. */
+export async function streamVia(fabric: FabricHarness, peer: PeerName, via: { host: string; port: number; localAddress: string }): Promise<LiveStream> {
+  for (let i = 0; i < 4; i++) {
+    const before = fabric.runtimes[peer].status().dataplane!.ingress.requests;
+    const s = await liveStream(via);
+    if (fabric.runtimes[peer].status().dataplane!.ingress.requests > before) return s;
+    s.stop();
+  }
+  throw new Error(`no stream landed on ${peer}`);
+}
+
 export function liveStream(opts: { host: string; port: number; localAddress: string; everyMs?: number; maxBytes?: number }): Promise<LiveStream> {
   const maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
   return new Promise((resolve, reject) => {

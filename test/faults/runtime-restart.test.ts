@@ -7,7 +7,7 @@
 // listeners are up, for an exporter once importers stop ejecting its gateway (ejectForMs).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echoThrough, waitFor } from '../fixtures/servers.ts';
-import { blockRange, echoMany, faultTable, liveStream, startFabric, type FabricHarness, type LiveStream } from './harness.ts';
+import { blockRange, echoMany, faultTable, liveStream, streamVia as streamViaPeer, startFabric, type FabricHarness, type LiveStream } from './harness.ts';
 
 // This file's loopback range: 127.0.106.x.
 const R = blockRange(106);
@@ -26,16 +26,7 @@ afterAll(async () => {
   await table.flush();
 });
 
-/** Opens streams on perf/iperf3 until one is carried by `peer` (round-robin alternates); closes the others. */
-async function streamVia(peer: 'west' | 'edge'): Promise<LiveStream> {
-  for (let i = 0; i < 4; i++) {
-    const before = fabric.runtimes[peer].status().dataplane!.ingress.requests;
-    const s = await liveStream(perf);
-    if (fabric.runtimes[peer].status().dataplane!.ingress.requests > before) return s;
-    s.stop();
-  }
-  throw new Error(`no stream landed on ${peer}`);
-}
+const streamVia = (peer: 'west' | 'edge'): Promise<LiveStream> => streamViaPeer(fabric, peer, perf);
 
 describe('fault: reconciler stopped and restarted mid-traffic', () => {
   it('the importing peer (east): its tunnels end cleanly, the same revision serves again after restart', async () => {
