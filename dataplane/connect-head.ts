@@ -13,7 +13,7 @@ export class HeadError extends Error {
   constructor(
     readonly status: 400 | 408 | 431 | 502,
     message: string,
-    /** The connection ended before sending a single byte (a preconnected spare closed unused, a probe): not a bad request. */
+    /** Nothing at all was sent before the connection ended or the time-out (a preconnected spare closed or outlived unused, a probe): not a bad request. */
     readonly beforeFirstByte = false,
   ) {
     super(message);
@@ -60,7 +60,7 @@ export function readHead(socket: Duplex, limits: HeadLimits): Promise<string> {
       fail(buffered ? new HeadError(400, 'connection closed before the end of the request head') : new HeadError(400, 'connection closed before sending anything', true));
     const onError = (): void =>
       fail(buffered ? new HeadError(400, 'connection error while reading the request head') : new HeadError(400, 'connection failed before sending anything', true));
-    const timer = setTimeout(() => fail(new HeadError(408, `no complete request head within ${limits.timeoutMs} ms`)), limits.timeoutMs);
+    const timer = setTimeout(() => fail(new HeadError(408, `no ${buffered ? 'complete ' : ''}request head within ${limits.timeoutMs} ms`, buffered === null)), limits.timeoutMs);
     socket.on('data', onData);
     socket.on('end', onEnd);
     socket.on('close', onEnd);

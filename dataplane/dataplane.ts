@@ -685,9 +685,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     } catch (err) {
       const e = err as HeadError;
       if (e.beforeFirstByte) {
-        // A peer's preconnected spare closed unused (or a bare TLS probe): nothing was asked.
+        // A peer's preconnected spare closed or outlived unused (or a bare TLS probe): nothing was
+        // asked, so nothing was refused. A slow-loris sends bytes, and is refused below.
         log.debug({ direction: 'ingress', remote: socket.remoteAddress }, e.message);
-        socket.destroy();
+        if (!socket.destroyed && e.status === 408) reply(socket, 408, 'Request Timeout');
+        else socket.destroy();
         return;
       }
       stats.ingress.badRequests++;

@@ -435,6 +435,20 @@ describe('gateway security: refused with a clear log line, and the gateway keeps
     await expectStillServing();
   });
 
+  it('closes a member\'s connection that asks nothing at the header timeout, quietly (an idle preconnected spare, not an attack)', async () => {
+    const logs = peers.west!.logs;
+    const from = logs.mark();
+    const badRequests = peers.west!.dataplane.stats().ingress.badRequests;
+    const r = await attempt({});
+    expect(r.secure).toBe(true);
+    expect(r.closed).toBe(true);
+    expect(r.status === 408 || r.status === null).toBe(true);
+    expect(r.ms).toBeGreaterThanOrEqual(900);
+    expect(peers.west!.dataplane.stats().ingress.badRequests).toBe(badRequests);
+    expect(logs.lines.slice(from).filter((l) => l.level >= 40)).toEqual([]);
+    await expectStillServing();
+  });
+
   it('bounds a flood of half-open connections at the connection limit, then recovers', async () => {
     const logs = peers.west!.logs;
     const from = logs.mark();
