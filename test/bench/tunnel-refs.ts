@@ -29,6 +29,8 @@ export const NET = {
   /** Client source addresses: .1 is perf/app=iperf-client, .3 is web/app=browser. */
   clientPerf: '127.0.94.1',
   clientWeb: '127.0.94.3',
+  /** The idle-memory phase's clients (web/app=browser too): its thousands of closed connections must not slow later binds on clientWeb. */
+  clientIdle: '127.0.94.4',
   stunnelEgress: '127.0.95.1',
   stunnelGateway: '127.0.95.2',
   haproxyEgress: '127.0.96.1',
@@ -44,6 +46,7 @@ export const LOCAL_CLIENTS = {
   clients: [
     { address: NET.clientPerf, namespace: 'perf', labels: { app: 'iperf-client' } },
     { address: NET.clientWeb, namespace: 'web', labels: { app: 'browser' } },
+    { address: NET.clientIdle, namespace: 'web', labels: { app: 'browser' } },
   ],
 };
 
