@@ -243,6 +243,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   };
   let ingressServer: tls.Server | null = null;
   let ingressKey = '';
+  /** The TLS material the gateway's context was built from (see tlsMaterialKey). */
+  let ingressTlsKey = '';
   let closing = false;
 
   function makeClientContext(cfg: DataplaneConfig): tls.SecureContext {
@@ -252,6 +254,10 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       ca: cfg.tls.caCertificatesPem,
       minVersion: 'TLSv1.3',
     });
+  }
+
+  function tlsMaterialKey(cfg: DataplaneConfig): string {
+    return createHash('sha256').update(cfg.tls.certificatePem).update('\0').update(cfg.tls.privateKeyPem).update('\0').update(cfg.tls.caCertificatesPem.join('\0')).digest('hex');
   }
 
   function serverOptions(cfg: DataplaneConfig): tls.SecureContextOptions {
@@ -804,7 +810,13 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   async function syncIngress(cfg: DataplaneConfig): Promise<void> {
     const key = cfg.ingress ? `${cfg.ingress.address}:${cfg.ingress.port}` : '';
     if (ingressServer && key === ingressKey) {
-      ingressServer.setSecureContext(serverOptions(cfg));
+      // A new context has new session-ticket keys: every importer's stored session would stop
+      // resuming. Replace it only when the identity or the trusted CAs changed.
+      const tlsKey = tlsMaterialKey(cfg);
+      if (tlsKey !== ingressTlsKey) {
+        ingressServer.setSecureContext(serverOptions(cfg));
+        ingressTlsKey = tlsKey;
+      }
       return;
     }
     if (ingressServer) {
@@ -814,6 +826,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     }
     ingressKey = key;
     if (!cfg.ingress) return;
+    ingressTlsKey = tlsMaterialKey(cfg);
     const server = tls.createServer({
       ...serverOptions(cfg),
       requestCert: true,

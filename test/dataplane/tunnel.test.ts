@@ -112,6 +112,18 @@ describe('Node data plane tunnels', () => {
     }
   });
 
+  it('keeps resuming TLS sessions across a revision that does not change the gateway\'s identity', async () => {
+    const westKey = Object.keys(peers.east!.dataplane.stats().exporters).find((k) => k.startsWith('west@'))!;
+    const west = () => peers.east!.dataplane.stats().exporters[westKey]!;
+    expect(await echoThrough({ host: '127.0.53.1', port: 8080, localAddress: '127.0.54.3', bytes: 1024 })).toBe('ok');
+    // A new revision of the same fabric reaches every data plane (east drops its spares, west keeps its ticket keys).
+    await applyFabric(fabric, 'same-identity');
+    const before = west();
+    for (let i = 0; i < 3; i++) expect(await echoThrough({ host: '127.0.53.1', port: 8080, localAddress: '127.0.54.3', bytes: 1024 })).toBe('ok');
+    expect(await waitFor(() => west().handshakes - before.handshakes >= 3)).toBe(true);
+    expect(west().resumed - before.resumed).toBe(west().handshakes - before.handshakes);
+  });
+
   it('resumes TLS sessions with a gateway, and again after it restarted (its old tickets refused)', async () => {
     const edgeKey = Object.keys(peers.east!.dataplane.stats().exporters).find((k) => k.startsWith('edge@'))!;
     const edge = () => peers.east!.dataplane.stats().exporters[edgeKey]!;
