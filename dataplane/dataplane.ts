@@ -42,10 +42,11 @@ export interface DataplaneLimits {
    */
   idleTimeoutMs: number;
   /**
-   * Preconnect (like Envoy's cluster preconnect policy): after a tunnel to an exporter endpoint is
-   * opened, keep up to this many spare TLS connections to that gateway, handshaken and verified but
-   * carrying nothing, so the next tunnel skips the TLS handshake. Each tunnel still gets a TLS
-   * connection of its own (a spare is used once, never shared or reused). 0 disables.
+   * Preconnect (like Envoy's cluster preconnect policy): when a tunnel to an exporter endpoint
+   * closes, top up to this many spare TLS connections to that gateway, handshaken and verified but
+   * carrying nothing, so the next tunnel skips the TLS handshake (or waits for one under way). Each
+   * tunnel still gets a TLS connection of its own (a spare is used once, never shared or reused).
+   * 0 disables.
    */
   preconnectSpares: number;
   /**
@@ -486,7 +487,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     }
   }
 
-  /** Tops the endpoint's spares up to limits.preconnectSpares; called after a tunnel to it opened. */
+  /** Tops the endpoint's spares up to limits.preconnectSpares; called when a tunnel to it closes. */
   function refillSpares(up: UpstreamPeer, ep: Endpoint): void {
     if (limits.preconnectSpares <= 0 || closing) return;
     const current = config.upstreams.find((u) => u.peer === up.peer);
