@@ -148,16 +148,28 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   if (opts.defaultLabels) registry.setDefaultLabels(opts.defaultLabels);
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'clgo_' });
   const registers = [registry];
-  const dp = (): DataplaneStats | null => runtime.status().dataplane;
+  // One status() per scrape, shared by every collector: status() copies the data plane's counters
+  // and walks its open tunnels, which ~30 collectors would otherwise repeat per scrape. Each
+  // render starts from a fresh snapshot; one read through the registry directly lasts a turn of
+  // the event loop (a scrape starts all collectors in one).
+  let snapshot: ReturnType<PeerRuntime['status']> | null = null;
+  const status = (): ReturnType<PeerRuntime['status']> => {
+    if (!snapshot) {
+      snapshot = runtime.status();
+      setImmediate(() => (snapshot = null));
+    }
+    return snapshot;
+  };
+  const dp = (): DataplaneStats | null => status().dataplane;
 
   // ------------------------------------------------------------ fabric and reconcile
-  registerFabricMetrics(registers, () => runtime.status());
+  registerFabricMetrics(registers, status);
   new Gauge({
     name: 'clgo_fabric_config_version',
     help: 'Monotonic configuration version handed to the data plane (one per applied revision).',
     registers,
     collect() {
-      this.set(runtime.status().applied?.version ?? 0);
+      this.set(status().applied?.version ?? 0);
     },
   });
   new Counter({
@@ -179,7 +191,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
     registers,
     collect() {
       this.reset();
-      const byStage = { ...runtime.status().source.errorsByStage };
+      const byStage = { ...status().source.errorsByStage };
       // Apply failures are counted by the runtime (the source sees them only through listeners).
       byStage.apply = Math.max(byStage.apply ?? 0, runtime.telemetry().reconcile.failed);
       for (const [stage, n] of Object.entries(byStage)) setCounter(this, { stage }, n);
@@ -349,22 +361,26 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
   dataplaneCounter('clgo_tunnels_revoked_total', 'Open tunnels closed because a new revision revoked their right (peer removed, pin changed, policy now denies).', (s) => s.revalidationsClosed);
   dataplaneCounter('clgo_tunnel_revalidations_deferred_total', 'Open tunnels kept during a re-check because no authorization decision could be had (service away); each is asked again later.', (s) => s.revalidationsDeferred);
 
-  return exposition(registry);
+  return exposition(registry, () => (snapshot = null));
 }
 
-/** A registry as the admin server serves it. */
-export function exposition(registry: Registry): RuntimeMetrics {
+/** A registry as the admin server serves it; `beforeScrape` runs at the start of every render. */
+export function exposition(registry: Registry, beforeScrape: () => void = () => undefined): RuntimeMetrics {
+  const render = (): Promise<string> => {
+    beforeScrape();
+    return registry.metrics();
+  };
   return {
     registry,
     contentType: METRICS_CONTENT_TYPE,
-    render: () => registry.metrics(),
+    render,
     async handler(req, res) {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' });
         res.end('GET only\n');
         return;
       }
-      const body = await registry.metrics();
+      const body = await render();
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : body);
     },
