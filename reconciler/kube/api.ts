@@ -69,6 +69,24 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return out;
 }
 
+/**
+ * Deletes each object (at most `limit` at once); one already gone (404) counts as deleted. Resolves
+ * the deleted refs; every other failure goes to onError.
+ */
+export async function deleteAll<T>(refs: readonly T[], limit: number, del: (ref: T) => Promise<unknown>, onError: (ref: T, err: unknown) => void): Promise<T[]> {
+  const deleted: T[] = [];
+  await mapLimit(refs, limit, async (ref) => {
+    try {
+      await del(ref);
+      deleted.push(ref);
+    } catch (err) {
+      if (statusCode(err) === 404) deleted.push(ref);
+      else onError(ref, err);
+    }
+  });
+  return deleted;
+}
+
 export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();

@@ -3,7 +3,7 @@
 // when every owned Service already carries the desired spec hash, so a restart costs reads only.
 import { CoreV1Api, KubernetesObjectApi, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
 import type { SliceImport } from '../slice/types.ts';
-import { ServiceListSchema, errorMessage, mapLimit, statusCode } from './api.ts';
+import { ServiceListSchema, deleteAll, errorMessage, mapLimit, statusCode } from './api.ts';
 import { FIELD_MANAGER, LABEL_MANAGED_BY, LABEL_PEER, planServices, type ObjectRef, type ServiceConflict, type ServiceObject } from './services.ts';
 import { z } from 'zod';
 
@@ -169,17 +169,13 @@ export class ServiceApplier {
       }
     });
 
-    const pruned: ObjectRef[] = [];
-    await mapLimit(plan.prune, this.concurrency, async (ref) => {
-      writes++;
-      try {
-        await this.core.deleteNamespacedService({ namespace: ref.namespace, name: ref.name });
-        pruned.push(ref);
-      } catch (err) {
-        if (statusCode(err) === 404) pruned.push(ref);
-        else errors.push({ ...ref, op: 'delete', message: errorMessage(err) });
-      }
-    });
+    writes += plan.prune.length;
+    const pruned = await deleteAll(
+      plan.prune,
+      this.concurrency,
+      (ref) => this.core.deleteNamespacedService({ namespace: ref.namespace, name: ref.name }),
+      (ref, err) => errors.push({ ...ref, op: 'delete', message: errorMessage(err) }),
+    );
 
     const inEffect = [...plan.unchanged, ...applied].sort(cmpRef);
     const ownedByKey = new Map(owned.map((s) => [`${s.namespace}/${s.name}`, s]));

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { DiscoveryV1Api, KubernetesObjectApi, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
-import { MetadataListSchema, errorMessage, mapLimit, statusCode } from './api.ts';
+import { MetadataListSchema, deleteAll, errorMessage, mapLimit, statusCode } from './api.ts';
 import type { ServiceApplyError } from './apply.ts';
 import type { DataplaneEndpoint } from './pods.ts';
 import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, LABEL_PEER, canonical, type ObjectRef, type ServiceConflict, type ServiceObject } from './services.ts';
@@ -219,17 +219,13 @@ export class EndpointSliceApplier {
         else errors.push({ ...svc, op: 'endpointslice-apply', message: `EndpointSlice ${ref.name}: ${errorMessage(err)}` });
       }
     });
-    const pruned: ObjectRef[] = [];
-    await mapLimit(plan.prune, this.concurrency, async (ref) => {
-      writes++;
-      try {
-        await this.discovery.deleteNamespacedEndpointSlice({ namespace: ref.namespace, name: ref.name });
-        pruned.push(ref);
-      } catch (err) {
-        if (statusCode(err) === 404) pruned.push(ref);
-        else errors.push({ namespace: ref.namespace, name: serviceOf.get(`${ref.namespace}/${ref.name}`) ?? ref.name, op: 'endpointslice-delete', message: `EndpointSlice ${ref.name}: ${errorMessage(err)}` });
-      }
-    });
+    writes += plan.prune.length;
+    const pruned = await deleteAll(
+      plan.prune,
+      this.concurrency,
+      (ref) => this.discovery.deleteNamespacedEndpointSlice({ namespace: ref.namespace, name: ref.name }),
+      (ref, err) => errors.push({ namespace: ref.namespace, name: serviceOf.get(`${ref.namespace}/${ref.name}`) ?? ref.name, op: 'endpointslice-delete', message: `EndpointSlice ${ref.name}: ${errorMessage(err)}` }),
+    );
     const cmp = (a: ObjectRef, b: ObjectRef) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`);
     return { applied: applied.sort(cmp), pruned: pruned.sort(cmp), unchanged: plan.unchanged, conflicts: conflicts.sort(cmp), errors: errors.sort(cmp), writes };
   }
