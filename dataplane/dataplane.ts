@@ -257,6 +257,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     });
   }
 
+  /** What both TLS contexts (egress client, gateway server) are built from: a change means new contexts, old sessions void. */
   function tlsMaterialKey(cfg: DataplaneConfig): string {
     return createHash('sha256').update(cfg.tls.certificatePem).update('\0').update(cfg.tls.privateKeyPem).update('\0').update(cfg.tls.caCertificatesPem.join('\0')).digest('hex');
   }
@@ -913,7 +914,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     // in the config: start over (they refill on the next tunnel).
     dropAllSpares();
     pins = new Set(cfg.tls.allowedPeerFingerprints);
-    if (cfg.tls.certificatePem !== config.tls.certificatePem || cfg.tls.privateKeyPem !== config.tls.privateKeyPem || cfg.tls.caCertificatesPem.join() !== config.tls.caCertificatesPem.join()) {
+    if (tlsMaterialKey(cfg) !== tlsMaterialKey(config)) {
       clientContext = makeClientContext(cfg);
       sessions.clear();
     }
