@@ -22,6 +22,7 @@ import { computeFlows } from '../../runtime/flows.ts';
 import { clientLookup, readLocalClients } from '../../runtime/local-clients.ts';
 import { startPeerRuntime } from '../../runtime/peer-runtime.ts';
 import { createDirectorySource } from '../../source/directory-source.ts';
+import type { FabricModel } from '../../../schema/model.ts';
 import type { FabricSource } from '../../source/types.ts';
 import { createWebhookHandler } from '../../source/webhook.ts';
 import { createGitSourceFromFlags, gitFlags, type GitFlags } from './source-flags.ts';
@@ -102,10 +103,7 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
     port: flags.admin.port,
     ready: () => runtime.status().ready,
     metrics: createRuntimeMetrics(runtime),
-    status: () => {
-      const fabric = runtime.fabric();
-      return { fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null, peers: [runtime.status()], flows: fabric ? computeFlows(fabric) : [] };
-    },
+    status: () => statusBody(runtime.fabric(), runtime.status()),
   });
   mountWebhook(raw, flags, admin, source, logger);
   logger.info({ admin: admin.url }, `peer ${flags.peer} running; status page ${admin.url}/`);
@@ -116,6 +114,15 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
 }
 
 type RunFlags = z.infer<typeof runFlags>;
+
+/** The admin server's /status.json for one peer: the fabric's peers and exports, this peer's status, the fabric's flows. */
+function statusBody<S>(fabric: FabricModel | null, peer: S): { fabric: { name: string; peers: Array<{ name: string; exports: Array<{ name: string; namespace: string }> }> } | null; peers: S[]; flows: ReturnType<typeof computeFlows> } {
+  return {
+    fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null,
+    peers: [peer],
+    flows: fabric ? computeFlows(fabric) : [],
+  };
+}
 
 function mountWebhook(raw: Record<string, unknown>, flags: RunFlags, admin: Awaited<ReturnType<typeof startAdminServer>>, source: FabricSource, logger: Logger): void {
   const secretFile = (raw as { webhookSecretFile?: string }).webhookSecretFile;
@@ -181,10 +188,7 @@ async function runControlPlane(
     // Ready: a revision is served over xDS (and, with --kube, applied or held by a standby).
     ready: () => plane.status().ready,
     metrics: createControlPlaneMetrics(plane),
-    status: () => {
-      const fabric = plane.fabric();
-      return { fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null, peers: [plane.status()], flows: fabric ? computeFlows(fabric) : [] };
-    },
+    status: () => statusBody(plane.fabric(), plane.status()),
   });
   mountWebhook(raw, flags, admin, source, logger);
   logger.info({ xds: plane.xdsAddress, authz: plane.authzAddress, admin: admin.url, kube: flags.kube === true }, `control plane for peer ${flags.peer} running`);
