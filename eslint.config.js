@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['.scratch/**', 'node_modules/**', 'schema/json/**', 'test/tmp/**', 'bench-results.json', '**/*.d.ts'] },
+  { ignores: ['.scratch/**', 'node_modules/**', 'dist/**', 'dist.next/**', 'dist.old/**', 'schema/json/**', 'test/tmp/**', 'bench-results.json', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

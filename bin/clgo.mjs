@@ -1,12 +1,40 @@
 #!/usr/bin/env node
-// Entry point for `npx clgo`: TypeScript sources run through tsx's ESM loader, so no build step is needed.
-import { register } from 'tsx/esm/api';
+// Entry point of `clgo`. Runs the compiled JavaScript in dist/ (what `npm pack` ships; `npm run
+// build` makes it). In a source checkout where dist/ is missing or older than a source file, runs
+// the TypeScript sources through tsx instead (a development dependency), so an edit takes effect
+// without a build.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 
-register();
+const root = new URL('../', import.meta.url);
+const SOURCE_DIRS = ['schema', 'reconciler', 'dataplane'];
+
+/** Whether dist/ holds a complete build at least as new as every source file (no sources: an installed package). */
+function distIsCurrent() {
+  const built = new URL('dist/BUILT', root);
+  if (!existsSync(built) || !existsSync(new URL('dist/reconciler/cli.js', root))) return false;
+  const builtAt = statSync(built).mtimeMs;
+  for (const dir of SOURCE_DIRS) {
+    const base = new URL(`${dir}/`, root);
+    if (!existsSync(base)) continue;
+    for (const rel of readdirSync(base, { recursive: true })) {
+      if (rel.endsWith('.ts') && !rel.endsWith('.test.ts') && statSync(new URL(rel, base)).mtimeMs > builtAt) return false;
+    }
+  }
+  return true;
+}
+
+const compiled = distIsCurrent();
+if (!compiled) {
+  if (existsSync(new URL('dist/BUILT', root)) && process.stderr.isTTY) process.stderr.write('clgo: dist/ is older than the sources, running them through tsx (npm run build for a fast start)\n');
+  const { register } = await import('tsx/esm/api');
+  register();
+}
+const from = (path) => new URL(compiled ? `dist/${path}.js` : `${path}.ts`, root).href;
+
 // The subcommands that host the Node data plane (`run`, `dataplane`) get its adaptive V8 heap tuning, set at
 // run time (no re-exec; see dataplane/heap-tuning.ts). The program has no global options, so the
 // subcommand is the first argument. CLGO_HEAP_TUNING=off leaves V8's heuristics alone.
 const sub = process.argv[2];
-if ((sub === 'run' || sub === 'dataplane') && process.env.CLGO_HEAP_TUNING !== 'off') (await import('../dataplane/heap-tuning.ts')).startRelayHeapTuning();
-const { main } = await import('../reconciler/cli.ts');
+if ((sub === 'run' || sub === 'dataplane') && process.env.CLGO_HEAP_TUNING !== 'off') (await import(from('dataplane/heap-tuning'))).startRelayHeapTuning();
+const { main } = await import(from('reconciler/cli'));
 process.exitCode = await main(process.argv);

@@ -1,23 +1,23 @@
 // The `clgo` command: parses flags (commander) and dispatches to subcommands, which own no logic
 // beyond calling the modules that do the work.
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
-import { commands } from './cli/commands/index.ts';
+import { modulesFor } from './cli/commands/index.ts';
 import { UsageError, type CliContext } from './cli/context.ts';
+import { packageVersion } from './package-root.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
-export function buildProgram(ctx: CliContext): Command {
+/** The program with the subcommands `argv` needs registered (see modulesFor: only the one being run is loaded). */
+export async function buildProgram(ctx: CliContext, argv: readonly string[]): Promise<Command> {
   const program = new Command('clgo')
     .description('clusterlink-gitops: multi-cluster service connectivity driven from a Git repository')
-    .version(pkg.version)
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => ctx.stdout.write(s),
       writeErr: (s) => ctx.stderr.write(s),
     });
-  for (const register of commands) register(program, ctx);
+  const modules = await Promise.all(modulesFor(argv.slice(2)).map((m) => m.load()));
+  for (const { register } of modules) register(program, ctx);
   return program;
 }
 
@@ -34,7 +34,7 @@ export async function main(
     stdout: io.stdout ?? process.stdout,
     stderr: io.stderr ?? process.stderr,
   };
-  const program = buildProgram(ctx);
+  const program = await buildProgram(ctx, argv);
   try {
     await program.parseAsync(argv);
   } catch (err) {

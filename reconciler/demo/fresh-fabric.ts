@@ -4,9 +4,10 @@
 import { readFabricDir } from '../../schema/read-dir.ts';
 import { createCertificateAuthority, issuePeerCertificate, type KeyType } from '../pki/index.ts';
 import { renderFabricYaml } from '../pki/repo.ts';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../package-root.ts';
 
-export const EXAMPLE_DIR = fileURLToPath(new URL('../../fabric-example/', import.meta.url));
+export const EXAMPLE_DIR = join(packageRoot(), 'fabric-example');
 
 export interface FreshFabric {
   fabricName: string;

@@ -8,19 +8,16 @@
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+// What only one mode needs (the embedded data plane; gRPC, Kubernetes and Git clients) is imported
+// where that mode starts, so that each mode loads only its own libraries.
 import { pino, type Logger } from 'pino';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { ClientAttributes } from '../../../dataplane/contracts.ts';
-import { startKubeTarget, type KubeTarget } from '../../kube/index.ts';
-import { startControlPlane } from '../../runtime/control-plane.ts';
-import { createRuntimeMetrics } from '../../runtime/metrics.ts';
-import { createControlPlaneMetrics } from '../../runtime/control-plane-metrics.ts';
+import type { KubeTarget } from '../../kube/index.ts';
 import { z } from 'zod';
 import { untilSignal, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
 import { startAdminServer } from '../../runtime/admin-server.ts';
 import { computeFlows } from '../../runtime/flows.ts';
 import { clientLookup, readLocalClients } from '../../runtime/local-clients.ts';
-import { startPeerRuntime } from '../../runtime/peer-runtime.ts';
 import { createDirectorySource } from '../../source/directory-source.ts';
 import type { FabricModel } from '../../../schema/model.ts';
 import type { FabricSource } from '../../source/types.ts';
@@ -85,11 +82,12 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
     }
   }
   const logger = pino({ level: flags.logLevel, base: { peer: flags.peer } });
-  const source: FabricSource = flags.fabric ? createDirectorySource({ dir: flags.fabric }) : createGitSourceFromFlags(raw as GitFlags, logger);
+  const source: FabricSource = flags.fabric ? createDirectorySource({ dir: flags.fabric }) : await createGitSourceFromFlags(raw as GitFlags, logger);
   if (!flags.local) {
     await runControlPlane(flags, source, { privateKeyPem, ...(certificatePem ? { certificatePem } : {}) }, clients, logger, raw, ctx);
     return;
   }
+  const [{ startPeerRuntime }, { createRuntimeMetrics }] = await Promise.all([import('../../runtime/peer-runtime.ts'), import('../../runtime/metrics.ts')]);
   const runtime = await startPeerRuntime({
     peer: flags.peer,
     source,
@@ -151,6 +149,7 @@ async function runControlPlane(
 ): Promise<void> {
   let kube: KubeTarget | null = null;
   if (flags.kube) {
+    const [{ KubeConfig }, { startKubeTarget }] = await Promise.all([import('@kubernetes/client-node'), import('../../kube/index.ts')]);
     const kubeConfig = new KubeConfig();
     try {
       // In a pod: the ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config.
@@ -169,6 +168,7 @@ async function runControlPlane(
     });
   }
   const clientAttributes = kube ? (ip: string) => kube.clientAttributes(ip) ?? localClients(ip) : localClients;
+  const [{ startControlPlane }, { createControlPlaneMetrics }] = await Promise.all([import('../../runtime/control-plane.ts'), import('../../runtime/control-plane-metrics.ts')]);
   const plane = await startControlPlane({
     peer: flags.peer,
     source,

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { UsageError } from '../context.ts';
-import { createGitSource, type GitRef } from '../../source/git-source.ts';
+import type { GitRef } from '../../source/git-source.ts';
 import type { FabricSource } from '../../source/types.ts';
 
 export interface GitFlags {
@@ -54,7 +54,7 @@ export function parseRef(text: string): GitRef {
   return m[1] === 'tag' ? { tag: value } : { branch: value };
 }
 
-export function createGitSourceFromFlags(flags: GitFlags, logger: Logger): FabricSource {
+export async function createGitSourceFromFlags(flags: GitFlags, logger: Logger): Promise<FabricSource> {
   if (!flags.git) throw new UsageError('--git URL is required');
   let url: URL;
   try {
@@ -75,6 +75,8 @@ export function createGitSourceFromFlags(flags: GitFlags, logger: Logger): Fabri
   }
   const auth = token ? { token } : e.CLGO_GIT_USERNAME ? { username: e.CLGO_GIT_USERNAME, password: e.CLGO_GIT_PASSWORD ?? '' } : undefined;
   const cacheDir = flags.cache ?? join(homedir(), '.cache', 'clusterlink-gitops', url.host.replace(/[^a-zA-Z0-9.-]/g, '_'), url.pathname.replace(/[^a-zA-Z0-9.-]/g, '_'));
+  // Loaded here, not at the top: a directory source never needs the Git client and OpenPGP.
+  const { createGitSource } = await import('../../source/git-source.ts');
   return createGitSource({
     url: flags.git,
     ref: parseRef(flags.ref ?? 'branch:main'),
