@@ -34,8 +34,8 @@ const REASON_CODES: Record<Exclude<VerifyReason, 'revoked' | 'not-a-member' | 'u
 
 /**
  * Checks the CA bundle and every peer's committed certificate. Warnings: expiring within
- * `expiryWarningDays` (default 30), not yet valid. Errors: everything verifyPeer would reject, a
- * missing peer.pem, and imports that still name a peer whose certificate is revoked.
+ * `expiryWarningDays` (default 30), not yet valid. Errors: everything verifyPeer would reject and a
+ * missing peer.pem. Imports that still name a peer whose certificate is revoked are warnings.
  */
 export function certificateDiagnostics(fabric: FabricModel, opts: { now?: Date; expiryWarningDays?: number } = {}): Diagnostic[] {
   const now = opts.now ?? new Date();
@@ -128,11 +128,15 @@ export function certificateDiagnostics(fabric: FabricModel, opts: { now?: Date; 
     }
   }
 
+  // A warning, not an error: a revocation is an emergency change that must pass CI on its own; the
+  // reconcilers already stop using the revoked source, and the imports are cleaned up afterwards.
   for (const peer of fabric.peers) {
     for (const imp of peer.imports) {
       imp.sources.forEach((s, i) => {
         if (revokedPeers.has(s.peer)) {
-          out.push(at(imp.source, `spec.sources[${i}].peer`, 'error', 'import-source-revoked', `import ${imp.namespace}/${imp.name} of peer ${peer.name} uses peer ${s.peer}, whose certificate is revoked`, `remove this source, or wait until ${s.peer} has a new certificate committed`));
+          const others = imp.sources.filter((o) => !revokedPeers.has(o.peer)).map((o) => o.peer);
+          const effect = others.length ? `traffic goes to the remaining source(s): ${others.join(', ')}` : 'it has no other source, so its clients get no connection until this is fixed';
+          out.push(at(imp.source, `spec.sources[${i}].peer`, 'warning', 'import-source-revoked', `import ${imp.namespace}/${imp.name} of peer ${peer.name} uses peer ${s.peer}, whose certificate is revoked: ${effect}`, `remove this source, or wait until ${s.peer} has a new certificate committed`));
         }
       });
     }
