@@ -2,6 +2,7 @@
 // and its reply at the egress side). Network-facing: sizes, header counts and time are bounded,
 // and nothing is allocated per byte.
 import type { Duplex } from 'node:stream';
+import { TUNNEL, type ClientAttributes } from './contracts.ts';
 
 export interface HeadLimits {
   maxHeaderBytes: number;
@@ -70,46 +71,111 @@ export function readHead(socket: Duplex, limits: HeadLimits): Promise<string> {
 }
 
 export interface ParsedHead {
-  /** Request: method and target; response: status code in `status`. */
+  /** Request: [method, target, version]; response: [version, status code, reason phrase]. */
   startLine: string[];
   headers: Map<string, string>;
 }
 
-export function parseHead(head: string, maxHeaders: number): ParsedHead {
+/** RFC 9110 token characters (method, header names). */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A field value after trimming: visible characters, SP, HTAB and obs-text — no other control character. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const REQUEST_TARGET = /^[\x21-\x7e]+$/;
+const RESPONSE_LINE = /^HTTP\/1\.[01] ([1-5]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+
+/**
+ * Parses a head read by readHead, strictly as RFC 9112 asks of a server (anything else is a 400):
+ * CRLF line ends only (no bare CR or LF), no NUL, a request line of exactly three tokens separated
+ * by single spaces, no obs-fold (a header line starting with whitespace), no whitespace between a
+ * header name and its colon, no control characters in values. The first occurrence of a header wins.
+ */
+export function parseHead(head: string, maxHeaders: number, kind: 'request' | 'response' = 'request'): ParsedHead {
+  if (head.includes('\0')) throw new HeadError(400, 'NUL in the request head');
   const lines = head.split('\r\n');
-  const startLine = (lines[0] ?? '').split(' ');
   if (lines.length - 1 > maxHeaders) throw new HeadError(431, `more than ${maxHeaders} headers`);
+  for (const line of lines) if (line.includes('\r') || line.includes('\n')) throw new HeadError(400, 'bare CR or LF in the head (lines must end with CRLF)');
+  const first = lines[0] ?? '';
+  let startLine: string[];
+  if (kind === 'request') {
+    startLine = first.split(' ');
+    const [method, target, version] = startLine;
+    if (startLine.length !== 3 || !method || !target || !version) throw new HeadError(400, 'malformed request line (expected <method> <target> HTTP/1.1, single spaces)');
+    if (!TOKEN.test(method) || !REQUEST_TARGET.test(target) || !/^HTTP\/\d\.\d$/.test(version)) throw new HeadError(400, 'malformed request line');
+  } else {
+    const m = RESPONSE_LINE.exec(first);
+    if (!m) throw new HeadError(502, 'malformed status line');
+    startLine = [first.slice(0, 8), m[1]!, m[2] ?? ''];
+  }
   const headers = new Map<string, string>();
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
+    if (line.startsWith(' ') || line.startsWith('\t')) throw new HeadError(400, 'obsolete line folding in a header');
     const colon = line.indexOf(':');
     if (colon <= 0) throw new HeadError(400, 'malformed header line');
-    const name = line.slice(0, colon).trim().toLowerCase();
-    if (!/^[a-z0-9-]+$/.test(name)) throw new HeadError(400, 'malformed header name');
-    // First occurrence wins: a repeated header cannot override an earlier one.
-    if (!headers.has(name)) headers.set(name, line.slice(colon + 1).trim());
+    const rawName = line.slice(0, colon);
+    if (!TOKEN.test(rawName)) throw new HeadError(400, 'malformed header name');
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (!FIELD_VALUE.test(value)) throw new HeadError(400, `control character in header ${rawName.slice(0, 64)}`);
+    const name = rawName.toLowerCase();
+    if (!headers.has(name)) headers.set(name, value);
   }
   return { startLine, headers };
 }
 
-/** `<exportName>.<exportNamespace>:443` → names; null when malformed. */
-export function parseAuthority(authority: string): { exportName: string; exportNamespace: string } | null {
-  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?):(\d{1,5})$/.exec(authority);
-  if (!m || m[1]!.length > 63 || m[3]!.length > 63) return null;
-  return { exportName: m[1]!, exportNamespace: m[3]! };
+/** DNS-1123 label (namespaces, export names): at most 63 characters. */
+export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** DNS-1123 subdomain (Kubernetes object names such as service accounts): at most 253 characters. */
+export const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * `<exportName>.<exportNamespace>:<port>` → names; null when malformed. The one parser of the
+ * tunnel authority: the Node gateway and the ext_authz service (behind Envoy) both use it. Both
+ * names are DNS-1123 labels (at most 63 characters); the port must be 1..65535. `requirePort`
+ * false accepts a bare `<export>.<namespace>` (Envoy may hand ext_authz the host without it).
+ */
+export function parseAuthority(authority: string, opts: { requirePort?: boolean } = {}): { exportName: string; exportNamespace: string } | null {
+  const m = /^([^.:]+)\.([^.:]+)(?::(\d{1,5}))?$/.exec(authority);
+  if (!m) return null;
+  const [, exportName, exportNamespace, port] = m;
+  if (port === undefined ? opts.requirePort !== false : Number(port) < 1 || Number(port) > 65535) return null;
+  if (!DNS1123_LABEL.test(exportName!) || !DNS1123_LABEL.test(exportNamespace!)) return null;
+  return { exportName: exportName!, exportNamespace: exportNamespace! };
+}
+
+/** Bounds of the client attributes a CONNECT carries (the same at every gateway). */
+export const CLIENT_ATTRIBUTE_LIMITS = { maxLabels: 64, maxLabelKeyChars: 317, maxLabelValueChars: 63 } as const;
+
+/**
+ * The client attributes of a CONNECT request from its headers, refused (an Error saying which)
+ * rather than truncated when out of bounds: namespace a DNS-1123 label, service account a
+ * DNS-1123 subdomain, at most 64 labels. Shared by the Node gateway and the ext_authz service.
+ */
+export function clientAttributesFromHead(get: (name: string) => string | undefined): ClientAttributes {
+  const h = TUNNEL.headers;
+  const ns = get(h.clientNamespace);
+  const sa = get(h.clientServiceAccount);
+  const raw = get(h.clientLabels);
+  const labels: Record<string, string> = {};
+  if (raw) {
+    let n = 0;
+    for (const [k, v] of new URLSearchParams(raw)) {
+      if (++n > CLIENT_ATTRIBUTE_LIMITS.maxLabels) throw new Error(`at most ${CLIENT_ATTRIBUTE_LIMITS.maxLabels} labels in ${h.clientLabels}`);
+      if (k.length === 0 || k.length > CLIENT_ATTRIBUTE_LIMITS.maxLabelKeyChars || v.length > CLIENT_ATTRIBUTE_LIMITS.maxLabelValueChars) throw new Error('client label key or value too long');
+      labels[k] = v;
+    }
+  }
+  const client: ClientAttributes = { labels };
+  if (ns) {
+    if (!DNS1123_LABEL.test(ns)) throw new Error(`${h.clientNamespace} is not a DNS-1123 label (at most 63 characters)`);
+    client.namespace = ns;
+  }
+  if (sa) {
+    if (!DNS1123_SUBDOMAIN.test(sa)) throw new Error(`${h.clientServiceAccount} is not a DNS-1123 subdomain (at most 253 characters)`);
+    client.serviceAccount = sa;
+  }
+  return client;
 }
 
 export function encodeLabels(labels: Record<string, string>): string {
   return new URLSearchParams(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b))).toString();
-}
-
-export function decodeLabels(value: string | undefined, maxLabels = 64): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!value) return out;
-  let n = 0;
-  for (const [k, v] of new URLSearchParams(value)) {
-    if (++n > maxLabels) break;
-    if (k.length <= 317 && v.length <= 63) out[k] = v;
-  }
-  return out;
 }

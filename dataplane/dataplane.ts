@@ -19,7 +19,8 @@ import {
   type Endpoint,
   type UpstreamPeer,
 } from './contracts.ts';
-import { decodeLabels, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
+import { logLimiter } from './log-limiter.ts';
+import { clientAttributesFromHead, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
 import { newDurationHistogram, observeSeconds, type DurationHistogram } from './histogram.ts';
 import { idleFor, relay, type RelayHandle } from './relay.ts';
 
@@ -54,6 +55,12 @@ export interface DataplaneLimits {
    * the gateway's request-head time-out (5 s here, TUNNEL.limits.headerTimeoutMs).
    */
   preconnectMaxIdleMs: number;
+  /**
+   * Warn lines per second per kind of refusal a remote party can cause (failed handshakes, bad
+   * requests, denials); the rest are counted (metrics keep every one) and the next line passed
+   * carries how many were suppressed (field `suppressed`).
+   */
+  refusalLogBurst: number;
 }
 
 export const DEFAULT_LIMITS: DataplaneLimits = {
@@ -66,6 +73,7 @@ export const DEFAULT_LIMITS: DataplaneLimits = {
   idleTimeoutMs: 3_600_000,
   preconnectSpares: 2,
   preconnectMaxIdleMs: 3000,
+  refusalLogBurst: 10,
 };
 
 export interface DataplaneOptions {
@@ -266,6 +274,14 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     return { cert: cfg.tls.certificatePem, key: cfg.tls.privateKeyPem, ca: cfg.tls.caCertificatesPem, minVersion: 'TLSv1.3' };
   }
 
+  // Lines a remote party can cause are rate-limited per category (log-limiter.ts); counters are not.
+  const refusals = logLimiter({ burst: limits.refusalLogBurst, windowMs: 1000 });
+  const warnRefused = (category: 'handshake' | 'bad-request' | 'denied', fields: Record<string, unknown>, msg: string): void => {
+    const dropped = refusals.take(category);
+    if (dropped === null) return;
+    log.warn(dropped > 0 ? { ...fields, suppressed: dropped } : fields, msg);
+  };
+
   const countHandshakeFailure = (reason: string): void => {
     stats.handshakeFailures[reason] = (stats.handshakeFailures[reason] ?? 0) + 1;
   };
@@ -368,7 +384,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     socket.write(head + '\r\n');
     return readHead(socket, { maxHeaderBytes: TUNNEL.limits.maxHeaderBytes, maxHeaders: TUNNEL.limits.maxHeaders, timeoutMs }).then(
       (replyHead) => {
-        const reply = parseHead(replyHead, TUNNEL.limits.maxHeaders);
+        const reply = parseHead(replyHead, TUNNEL.limits.maxHeaders, 'response');
         const status = Number(reply.startLine[1]);
         if (status === 200) return socket;
         socket.destroy();
@@ -701,7 +717,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         return;
       }
       stats.ingress.badRequests++;
-      log.warn({ direction: 'ingress', remote: socket.remoteAddress, status: e.status }, `refused: ${e.message}`);
+      warnRefused('bad-request', { direction: 'ingress', remote: socket.remoteAddress, status: e.status }, `refused: ${e.message}`);
       if (!socket.destroyed && e.status) reply(socket, e.status, e.status === 408 ? 'Request Timeout' : e.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request');
       return;
     }
@@ -712,7 +728,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     } catch (err) {
       stats.ingress.badRequests++;
       const e = err as HeadError;
-      log.warn({ direction: 'ingress', remote: socket.remoteAddress }, `refused: ${e.message}`);
+      warnRefused('bad-request', { direction: 'ingress', remote: socket.remoteAddress }, `refused: ${e.message}`);
       reply(socket, e.status ?? 400, 'Bad Request');
       return;
     }
@@ -720,20 +736,24 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     const target = method === 'CONNECT' && version === 'HTTP/1.1' && authority ? parseAuthority(authority) : null;
     if (!target) {
       stats.ingress.badRequests++;
-      log.warn({ direction: 'ingress', remote: socket.remoteAddress }, 'refused: not a CONNECT <export>.<namespace>:443 HTTP/1.1 request');
+      warnRefused('bad-request', { direction: 'ingress', remote: socket.remoteAddress }, 'refused: not a CONNECT <export>.<namespace>:443 HTTP/1.1 request');
       reply(socket, 400, 'Bad Request');
       return;
     }
-    const client: ClientAttributes = { labels: decodeLabels(parsed.headers.get(TUNNEL.headers.clientLabels)) };
-    const ns = parsed.headers.get(TUNNEL.headers.clientNamespace);
-    const sa = parsed.headers.get(TUNNEL.headers.clientServiceAccount);
-    if (ns) client.namespace = ns.slice(0, 63);
-    if (sa) client.serviceAccount = sa.slice(0, 253);
+    let client: ClientAttributes;
+    try {
+      client = clientAttributesFromHead((name) => parsed.headers.get(name));
+    } catch (err) {
+      stats.ingress.badRequests++;
+      warnRefused('bad-request', { direction: 'ingress', remote: socket.remoteAddress }, `refused: ${(err as Error).message}`);
+      reply(socket, 400, 'Bad Request');
+      return;
+    }
     const check = { peerCertificateDer: der, exportName: target.exportName, exportNamespace: target.exportNamespace, client };
     const verdict = await authorizer.ingress(check);
     if (!verdict.allowed) {
       stats.ingress.denied++;
-      log.warn({ direction: 'ingress', peer: verdict.peer, export: `${target.exportNamespace}/${target.exportName}`, tier: verdict.explanation.tier, policy: verdict.explanation.policy, location: verdict.explanation.location }, `denied: ${verdict.explanation.message}`);
+      warnRefused('denied', { direction: 'ingress', peer: verdict.peer, export: `${target.exportNamespace}/${target.exportName}`, tier: verdict.explanation.tier, policy: verdict.explanation.policy, location: verdict.explanation.location }, `denied: ${verdict.explanation.message}`);
       reply(socket, verdict.status, verdict.status === 404 ? 'Not Found' : 'Forbidden', denyReason(verdict.explanation));
       return;
     }
@@ -868,7 +888,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const cert = socket.getPeerX509Certificate();
       if (!cert) {
         countHandshakeFailure('no-client-certificate');
-        log.warn({ direction: 'ingress', remote: socket.remoteAddress }, 'refused: no client certificate');
+        warnRefused('handshake', { direction: 'ingress', remote: socket.remoteAddress }, 'refused: no client certificate');
         socket.destroy();
         return;
       }
@@ -876,7 +896,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const fingerprint = fingerprintOf(der);
       if (!pins.has(fingerprint)) {
         countHandshakeFailure('unpinned-certificate');
-        log.warn({ direction: 'ingress', remote: socket.remoteAddress, subject: cert.subject, fingerprint }, 'refused: client certificate is not a current member\'s committed peer.pem');
+        warnRefused('handshake', { direction: 'ingress', remote: socket.remoteAddress, subject: cert.subject, fingerprint }, 'refused: client certificate is not a current member\'s committed peer.pem');
         socket.destroy();
         return;
       }
@@ -896,7 +916,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const message = certError
         ? `client certificate refused (${certError}): ${CERT_ERRORS[certError] ?? 'does not verify against the fabric CA bundle'}`
         : `${err.reason ?? err.message}${(err.code && TLS_HINTS[err.code]) ?? ''}`;
-      log.warn({ direction: 'ingress', remote: socket.remoteAddress, reason }, `TLS handshake refused: ${message}`);
+      warnRefused('handshake', { direction: 'ingress', remote: socket.remoteAddress, reason }, `TLS handshake refused: ${message}`);
       socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {

@@ -4,13 +4,15 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { DNS1123_SUBDOMAIN } from '../../dataplane/connect-head.ts';
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import { labels as labelsSchema, dns1123Label } from '../../schema/kinds.ts';
 
 const clientSchema = z.strictObject({
   address: z.string().refine((a) => isIP(a) !== 0, 'must be an IP address, e.g. 127.0.0.21'),
   namespace: dns1123Label,
-  serviceAccount: z.string().min(1).max(253).optional(),
+  // Sent to the exporting gateway in a CONNECT header: a Kubernetes name (DNS-1123 subdomain), as a Pod's would be.
+  serviceAccount: z.string().max(253, 'must be at most 253 characters (a Kubernetes service account name)').regex(DNS1123_SUBDOMAIN, 'must be a Kubernetes service account name (DNS-1123 subdomain: lower-case letters, digits, "-" and ".")').optional(),
   labels: labelsSchema.optional(),
 });
 

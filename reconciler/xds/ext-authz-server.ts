@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { TUNNEL, type Authorizer, type ClientAttributes, type EgressCheck, type EgressVerdict, type Explanation, type IngressCheck, type IngressVerdict } from '../../dataplane/contracts.ts';
+import { clientAttributesFromHead, parseAuthority as parseTunnelAuthority } from '../../dataplane/connect-head.ts';
 import { pemCertificatesToDer } from '../pki/encoding.ts';
 import type { Slice } from '../slice/types.ts';
 import { denyReason } from './authz.ts';
@@ -169,23 +170,9 @@ const checkRequestSchema = z.object({
     .nullish(),
 });
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const labelsSchema = z
-  .record(z.string().min(1).max(317), z.string().max(63))
-  .refine((r) => Object.keys(r).length <= CHECK_LIMITS.maxLabels, `at most ${CHECK_LIMITS.maxLabels} labels`);
-
-/** Client attributes from the CONNECT headers (asserted by the verified importing peer). */
+/** Client attributes from the CONNECT headers (asserted by the verified importing peer); the same rules as the Node gateway. */
 export function clientAttributesFromHeaders(headers: Record<string, string>): ClientAttributes {
-  const h = TUNNEL.headers;
-  const ns = headers[h.clientNamespace];
-  const sa = headers[h.clientServiceAccount];
-  const rawLabels = headers[h.clientLabels];
-  const labels: Record<string, string> = {};
-  if (rawLabels) for (const [k, v] of new URLSearchParams(rawLabels)) labels[k] = v;
-  const client: ClientAttributes = { labels: labelsSchema.parse(labels) };
-  if (ns) client.namespace = z.string().max(253).parse(ns);
-  if (sa) client.serviceAccount = z.string().max(253).parse(sa);
-  return client;
+  return clientAttributesFromHead((name) => headers[name]);
 }
 
 /** The CONNECT headers carrying client attributes (inverse of clientAttributesFromHeaders). */
@@ -199,14 +186,9 @@ export function clientAttributeHeaders(client: ClientAttributes): Record<string,
   return out;
 }
 
-/** `<exportName>.<exportNamespace>[:port]` (TUNNEL.authority) → the export; null if not of that form. */
+/** `<exportName>.<exportNamespace>[:port]` (TUNNEL.authority) → the export; null if not of that form. The gateway's own parser, so both sides apply one rule. */
 export function parseAuthority(authority: string): { exportName: string; exportNamespace: string } | null {
-  const hostPart = authority.replace(/:\d{1,5}$/, '');
-  const dot = hostPart.indexOf('.');
-  if (dot < 0) return null;
-  const exportName = hostPart.slice(0, dot);
-  const exportNamespace = hostPart.slice(dot + 1);
-  return DNS_LABEL.test(exportName) && DNS_LABEL.test(exportNamespace) ? { exportName, exportNamespace } : null;
+  return parseTunnelAuthority(authority, { requirePort: false });
 }
 
 /** Maps an egress listener's address back to its import (network ext_authz does not send the listener name). */

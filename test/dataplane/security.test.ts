@@ -493,6 +493,52 @@ describe('gateway security: refused with a clear log line, and the gateway keeps
     await expectStillServing();
   });
 
+  it('rate-limits the warn lines of failed handshakes (no log amplification), while counting every one', async () => {
+    const logs = peers.west!.logs;
+    // Start from a clean count: a new window, and one refusal that carries what earlier cases had suppressed.
+    await new Promise((r) => setTimeout(r, 1100));
+    await attempt({ head: connectHead('http.web:443'), tls: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }, localAddress: '127.0.185.9' });
+    await logs.find(logs.mark() - 1, /^TLS handshake refused: unsupported protocol/);
+    const from = logs.mark();
+    const before = Object.values(peers.west!.dataplane.stats().handshakeFailures).reduce((a, b) => a + b, 0);
+    const t0 = performance.now();
+    // 300 plaintext connections (each a failed TLS handshake), 20 at a time, from this test's own address.
+    for (let batch = 0; batch < 15; batch++) {
+      await Promise.all(
+        Array.from(
+          { length: 20 },
+          () =>
+            new Promise<void>((resolve) => {
+              const sock = net.connect({ ...GATEWAY, localAddress: '127.0.185.9' });
+              const timer = setTimeout(() => sock.destroy(), ATTEMPT_TIMEOUT_MS);
+              sock.on('connect', () => sock.write('GET / HTTP/1.1\r\n\r\n'));
+              sock.on('error', () => undefined);
+              sock.on('close', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+            }),
+        ),
+      );
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const failures = Object.values(peers.west!.dataplane.stats().handshakeFailures).reduce((a, b) => a + b, 0) - before;
+    expect(failures).toBeGreaterThanOrEqual(300);
+    const lines = logs.lines.slice(from).filter((l) => l.level >= 40 && /^TLS handshake refused: /.test(l.msg));
+    // At most refusalLogBurst (10) lines per started second, instead of one per connection.
+    expect(lines.length).toBeLessThanOrEqual(10 * (Math.ceil(seconds) + 1));
+    expect(lines.length).toBeLessThan(300);
+    // What was left out is said on the next line let through.
+    await new Promise((r) => setTimeout(r, 1100));
+    const next = await attempt({ head: connectHead('http.web:443'), tls: { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' }, localAddress: '127.0.185.9' });
+    expect(next.secure).toBe(false);
+    expect(await logs.find(from, /^TLS handshake refused: unsupported protocol/)).not.toBeNull();
+    // Every refusal is accounted for: the lines written plus the suppressed counts they carry.
+    const all = logs.lines.slice(from).filter((l) => l.level >= 40 && /^TLS handshake refused: /.test(l.msg));
+    expect(all.length + all.reduce((n, l) => n + Number(l.suppressed ?? 0), 0)).toBe(failures + 1);
+    await expectStillServing();
+  });
+
   it('has refused nothing legitimate and leaked no tunnel', async () => {
     expect(await waitFor(() => peers.west!.dataplane.stats().ingress.active === 0, 3000)).toBe(true);
     const east = peers.east!.dataplane.stats().egress['web/http']!;

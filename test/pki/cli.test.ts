@@ -9,7 +9,7 @@ import { runClgo } from '../fixtures/cli.ts';
 import { fabricObject, peerObject } from '../../schema/kinds.ts';
 import { createCertificateAuthority } from '../../reconciler/pki/issue.ts';
 import { fingerprintSha256, verifyPeer, type PeerTrust } from '../../reconciler/pki/index.ts';
-import { writeFileSync } from 'node:fs';
+import { symlinkSync, writeFileSync } from 'node:fs';
 
 const scratch = mkdtempSync(join(tmpdir(), 'clgo-pki-cli-'));
 const originalCwd = process.cwd();
@@ -75,6 +75,16 @@ describe('clgo create fabric / create peer / sign / rotate peer', () => {
     expect(existsSync('demo/peers/east.key')).toBe(false);
     expect((await clgo('create', 'fabric', '--name', 'other', '--ca-key-out', 'other/ca.key')).code).toBe(2);
     expect(existsSync('other/ca.key')).toBe(false);
+    // Through a symlinked directory that points into the repository: compared by real paths.
+    symlinkSync(join(scratch, 'demo', 'peers'), 'keys-link');
+    const linked = await clgo('create', 'peer', 'east', '--fabric', 'demo', '--key-out', 'keys-link/east.key');
+    expect(linked.code).toBe(2);
+    expect(linked.err).toMatch(/refusing to write a private key inside/);
+    expect(existsSync('demo/peers/east.key')).toBe(false);
+    // ... and a fabric directory given through a symlink, with the key written by its real path.
+    symlinkSync(join(scratch, 'demo'), 'demo-link');
+    expect((await clgo('create', 'peer', 'east', '--fabric', 'demo-link', '--key-out', join(scratch, 'demo', 'east.key'))).code).toBe(2);
+    expect(existsSync('demo/east.key')).toBe(false);
     const before = readFileSync('west.key', 'utf8');
     expect((await clgo('create', 'peer', 'west', '--fabric', 'demo', '--csr-out', 'west2.csr')).code).toBe(2);
     expect(readFileSync('west.key', 'utf8')).toBe(before);

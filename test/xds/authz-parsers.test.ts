@@ -68,7 +68,7 @@ describe('CONNECT authority and client attribute headers', () => {
     const key = fc.stringMatching(/^[a-z0-9]([a-z0-9.-]{0,20}\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,10}[A-Za-z0-9])?$/);
     const value = fc.stringMatching(/^([A-Za-z0-9]([A-Za-z0-9_.-]{0,10}[A-Za-z0-9])?)?$/);
     fc.assert(
-      fc.property(fc.dictionary(key, value, { maxKeys: 10 }), fc.option(fc.stringMatching(/^[a-z0-9-]{1,20}$/), { nil: undefined }), (labels, namespace) => {
+      fc.property(fc.dictionary(key, value, { maxKeys: 10 }), fc.option(fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$/), { nil: undefined }), (labels, namespace) => {
         const client = namespace === undefined ? { labels } : { namespace, labels };
         expect(clientAttributesFromHeaders(clientAttributeHeaders(client))).toEqual(client);
       }),

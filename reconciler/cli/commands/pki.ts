@@ -2,8 +2,8 @@
 // Private keys are written only to local files with mode 0600, never inside the fabric repository
 // directory and never to stdout/stderr.
 import { Option, type Command } from 'commander';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { UsageError, type CliContext, type RegisterCommand } from '../context.ts';
 import {
@@ -33,9 +33,29 @@ function read(path: string, what: string): string {
   }
 }
 
+/** `p` with symlinks resolved: its longest existing ancestor through realpath, the rest appended. */
+function realPath(p: string): string {
+  const rest: string[] = [];
+  let cur = resolve(p);
+  for (;;) {
+    try {
+      return join(realpathSync(cur), ...rest.reverse());
+    } catch {
+      const parent = dirname(cur);
+      if (parent === cur) return resolve(p);
+      rest.push(basename(cur));
+      cur = parent;
+    }
+  }
+}
+
+/** Whether `path` is `dir` or below it, by the written paths or by the real ones (a symlinked directory on either side). */
 function isInside(path: string, dir: string): boolean {
-  const rel = relative(resolve(dir), resolve(path));
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  const below = (p: string, d: string): boolean => {
+    const rel = relative(d, p);
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  };
+  return below(resolve(path), resolve(dir)) || below(realPath(path), realPath(dir));
 }
 
 /** Writes a private key: mode 0600, never over an existing file, never inside the fabric repository. */
