@@ -14,6 +14,7 @@ export interface CommandModule {
 export const commands: readonly CommandModule[] = [
   { names: ['dataplane'], load: () => import('./dataplane.ts') },
   { names: ['demo'], load: () => import('./demo.ts') },
+  { names: ['migrate'], load: () => import('./migrate.ts') },
   { names: ['create', 'sign', 'rotate'], load: () => import('./pki.ts') },
   { names: ['plan'], load: () => import('./plan.ts') },
   { names: ['policy', 'explain'], load: () => import('./policy.ts') },
