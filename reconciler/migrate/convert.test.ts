@@ -177,6 +177,10 @@ describe('planMigration', () => {
     expect(plan.files.has('peers/west/peer.yaml')).toBe(true);
     expect((parse(plan.files.get('peers/west/peer.yaml')!) as { metadata: unknown }).metadata).toEqual({ name: 'west', labels: { region: 'us-west' } });
     expect(plan.items.find((i) => i.topic === 'peer' && i.peer === 'west')!.message).toContain('its own Exports, Imports and policies were not read');
+    // Already in the repository (migrated earlier, or written by its team): left alone, and no step about it.
+    const later = planMigration([east!], { ...OPTS, existingPeers: new Set(['west']) });
+    expect([...later.files.keys()].filter((p) => p.startsWith('peers/west/'))).toEqual([]);
+    expect(later.items.filter((i) => i.peer === 'west')).toEqual([]);
   });
 
   it('refuses two contexts that are the same peer', () => {
@@ -217,7 +221,7 @@ describe('withPeerAttestations', () => {
     const first = withPeerAttestations(FABRIC_YAML, new Map([['west', { region: 'us-west', trust: 'high' }]]));
     expect(first.text).toContain('# The fabric example');
     expect((parse(first.text) as { spec: { peers: unknown } }).spec.peers).toEqual({ west: { labels: { region: 'us-west', trust: 'high' } } });
-    const second = withPeerAttestations(first.text, new Map([['west', { region: 'us-west', trust: 'low' }], ['east', { region: 'us-east' }]]));
+    const second = withPeerAttestations(first.text, new Map<string, Record<string, string>>([['west', { region: 'us-west', trust: 'low' }], ['east', { region: 'us-east' }]]));
     expect((parse(second.text) as { spec: { peers: unknown } }).spec.peers).toEqual({ west: { labels: { region: 'us-west', trust: 'high' } }, east: { labels: { region: 'us-east' } } });
     expect(second.items).toHaveLength(1);
     expect(second.items[0]!.message).toContain('fabric.yaml already attests labels for west (region=us-west, trust=high); the cluster has {region=us-west, trust=low}');

@@ -42,7 +42,12 @@ export interface MigrationOptions {
    * admin (the schema has that field); `peer` — the peer's own peer.yaml metadata.labels.
    */
   labelsIn: 'fabric' | 'peer';
+  /** Peers the repository already has (peers/<peer>/): a peer known only from Peer objects is then left as it is. */
+  existingPeers?: ReadonlySet<string>;
 }
+
+/** First line of the peer.yaml written for a peer known only from other clusters: such a file may be replaced by a later migration of that peer. */
+export const REMOTE_ONLY_MARK = 'known only from the other clusters\' Peer objects';
 
 /** A validate diagnostic an item accounts for (until the item is done). */
 export interface ExpectedDiagnostic {
@@ -210,12 +215,9 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
       if (reported && Object.keys(reported).length > 0) labelsSeen.set(name, [...(labelsSeen.get(name) ?? []), { context: s.context, labels: reported }]);
     }
   }
-  const remoteOnly = [...gatewaySeen.keys(), ...labelsSeen.keys()].filter((n, i, a) => !migrated.has(n) && a.indexOf(n) === i).sort();
-  for (const s of snapshots) {
-    for (const p of s.peers) {
-      if (p.metadata.name !== s.peer.name && !gatewaySeen.has(p.metadata.name) && !migrated.has(p.metadata.name) && !remoteOnly.includes(p.metadata.name)) remoteOnly.push(p.metadata.name);
-    }
-  }
+  const described = new Set(snapshots.flatMap((s) => s.peers.map((p) => p.metadata.name)).filter((n) => !migrated.has(n)));
+  // A peer already in the repository keeps its directory: only peers migrated now are (re)written.
+  const remoteOnly = [...described].filter((n) => !opts.existingPeers?.has(n)).sort();
 
   const labelUse = peerLabelKeysUsedByPolicies(snapshots);
   const allPeerNames = [...[...migrated.keys()].sort(), ...remoteOnly.sort()];
@@ -294,7 +296,7 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
     files.set(
       `${dir}/peer.yaml`,
       render(peerDoc, [
-        `Peer ${name}, migrated from ClusterLink${s ? ` (context ${s.context})` : ' (known only from the other clusters\' Peer objects)'}.`,
+        `Peer ${name}, migrated from ClusterLink${s ? ` (context ${s.context})` : ` (${REMOTE_ONLY_MARK})`}.`,
         gateways.length > 0 ? `Gateways from ${gatewaySource}.` : 'Gateways UNKNOWN: set spec.gateways (see MIGRATION.md).',
         ...(labelsInPeerYaml ? [`Labels from ${labelSource}; other peers trust them only once the fabric admin attests them (see MIGRATION.md).`] : []),
         ...(hasLabels && !labelsInPeerYaml ? [`Its labels (from ${labelSource}) are in fabric.yaml spec.peers.${name}: the fabric admin attests them, not ${name}.`] : []),
@@ -365,7 +367,7 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
       const sources = Array.isArray(imp.spec?.sources) ? (imp.spec.sources as unknown[]) : [];
       for (const src of sources) {
         const peer = isRecord(src) && typeof src.peer === 'string' ? src.peer : null;
-        if (peer !== null && !migrated.has(peer) && !remoteOnly.includes(peer)) {
+        if (peer !== null && !migrated.has(peer) && !described.has(peer) && !opts.existingPeers?.has(peer)) {
           items.push({
             severity: 'todo',
             topic: 'peer',

@@ -3,11 +3,11 @@
 // the steps left, checked against `clgo validate` on the result. Exit 0 when every validate error
 // is one of the listed steps, 1 when some migrated object needs a look, 2 on usage or API errors.
 import { KubeConfig } from '@kubernetes/client-node';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fabricSpec } from '../../../schema/kinds.ts';
 import { FabricReadError, readFabricDir } from '../../../schema/read-dir.ts';
-import { planMigration, withPeerAttestations, type ClusterSnapshot, type MigrationPlan } from '../../migrate/convert.ts';
+import { planMigration, REMOTE_ONLY_MARK, withPeerAttestations, type ClusterSnapshot, type MigrationPlan } from '../../migrate/convert.ts';
 import { ClusterReadError, readCluster } from '../../migrate/read.ts';
 import { renderReport } from '../../migrate/report.ts';
 import { readFabricYaml } from '../../pki/repo.ts';
@@ -27,6 +27,13 @@ function peerMap(pairs: readonly string[]): Map<string, string> {
     map.set(pair.slice(0, eq), pair.slice(eq + 1));
   }
   return map;
+}
+
+/** A directory holding only the peer.yaml an earlier migration wrote for a peer it had not read: a migration of that peer may replace it. */
+function isRemoteOnlyStub(dir: string): boolean {
+  const entries = readdirSync(dir);
+  if (entries.length !== 1 || entries[0] !== 'peer.yaml') return false;
+  return readFileSync(join(dir, 'peer.yaml'), 'utf8').split('\n', 1)[0]!.includes(REMOTE_ONLY_MARK);
 }
 
 /** Whether fabric.yaml can carry attested peer labels (spec.peers); otherwise they stay in peer.yaml. */
@@ -92,15 +99,16 @@ export const register: RegisterCommand = (program, ctx) => {
       }
 
       const labelsIn = fabricAttestsLabels() ? 'fabric' : 'peer';
+      const existingPeers = new Set(existsSync(join(flags.out, 'peers')) ? readdirSync(join(flags.out, 'peers')) : []);
       let plan: MigrationPlan;
       try {
-        plan = planMigration(snapshots, { fabricName, repoDir: flags.out, labelsIn });
+        plan = planMigration(snapshots, { fabricName, repoDir: flags.out, labelsIn, existingPeers });
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
       if (!flags.force) {
-        const taken = plan.peers.filter((p) => existsSync(join(flags.out, 'peers', p.name))).map((p) => `peers/${p.name}/`);
-        if (taken.length > 0) throw new UsageError(`${taken.join(', ')} already exist in ${flags.out}: use --force to replace the files migrate writes there`);
+        const taken = plan.peers.filter((p) => p.context !== null && existingPeers.has(p.name) && !isRemoteOnlyStub(join(flags.out, 'peers', p.name))).map((p) => `peers/${p.name}/`);
+        if (taken.length > 0) throw new UsageError(`${taken.join(', ')} already in ${flags.out}: use --force to replace the files migrate writes there`);
       }
       const items = [...plan.items];
       if (plan.attestations.size > 0) {
