@@ -74,7 +74,8 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
   let trustedFabric: FabricModel | null = null;
   let timer: NodeJS.Timeout | null = null;
   let failures = 0;
-  let running: Promise<void> = Promise.resolve();
+  let running: Promise<void> | null = null;
+  let queued: Promise<void> | null = null;
   let stopped = true;
   let initialised = false;
 
@@ -282,9 +283,29 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     timer.unref?.();
   }
 
+  /**
+   * At most one fetch runs and one waits: a request while one runs joins the waiting one (which
+   * starts after it, so it sees every push made before the request). A burst of webhooks or
+   * replays costs two fetches, not one per request.
+   */
   function refresh(): Promise<void> {
-    running = running.then(attempt, attempt);
-    return running;
+    if (queued) return queued;
+    if (!running) return (running = runOnce());
+    const next: Promise<void> = running.then(() => {
+      queued = null;
+      return (running = runOnce());
+    });
+    queued = next;
+    return next;
+  }
+
+  function runOnce(): Promise<void> {
+    const p: Promise<void> = attempt()
+      .catch((err: unknown) => log.error({ err: (err as Error).message }, 'fetch attempt failed'))
+      .finally(() => {
+        if (running === p) running = null;
+      });
+    return p;
   }
 
   return {
@@ -299,7 +320,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
       stopped = true;
       if (timer) clearTimeout(timer);
       timer = null;
-      await running;
+      await (queued ?? running);
     },
     onRevision(listener: RevisionListener) {
       tracker.onRevision(listener);

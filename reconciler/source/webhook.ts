@@ -2,6 +2,8 @@
 // next poll. Network-facing: the body is bounded and read with a time-out, the signature (HMAC
 // SHA-256) or token is checked in constant time before the payload is parsed, and the payload
 // only ever triggers a fetch — what is applied still comes from the repository and its gates.
+// Replays cost nothing: a delivery id already seen is ignored, and the source coalesces fetch
+// requests (at most one fetch running and one pending).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
@@ -14,6 +16,8 @@ export interface WebhookOptions {
   onPush: (push: { provider: Provider; ref: string; after: string | null }) => void;
   maxBodyBytes?: number;
   bodyTimeoutMs?: number;
+  /** Delivery ids remembered to ignore redeliveries and replays (oldest forgotten first). */
+  maxRememberedDeliveries?: number;
 }
 
 export type Provider = 'github' | 'gitlab' | 'gitea';
@@ -63,6 +67,25 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
   });
 }
 
+/** The provider's id of one delivery (the same on a redelivery), if it sends one. */
+function deliveryId(headers: IncomingMessage['headers'], provider: Provider): string | undefined {
+  const name = provider === 'github' ? 'x-github-delivery' : provider === 'gitea' ? 'x-gitea-delivery' : 'x-gitlab-event-uuid';
+  const v = headers[name];
+  const id = Array.isArray(v) ? v[0] : v;
+  return id && id.length <= 128 ? id : undefined;
+}
+
+/**
+ * The push payload from a verified body: JSON, or GitHub's form encoding
+ * (`application/x-www-form-urlencoded`, the JSON in the `payload` field).
+ */
+function pushFromBody(body: Buffer, contentType: string | undefined): z.infer<typeof pushPayload> {
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  const json = type === 'application/x-www-form-urlencoded' ? new URLSearchParams(body.toString('utf8')).get('payload') : body.toString('utf8');
+  if (json === null) throw new Error('no payload field');
+  return pushPayload.parse(JSON.parse(json));
+}
+
 /** Which provider sent this, and is it authentic? */
 export function verifyWebhook(headers: IncomingMessage['headers'], body: Buffer, secret: string): { ok: true; provider: Provider; event: string } | { ok: false; reason: string } {
   const h = (n: string): string | undefined => {
@@ -95,6 +118,9 @@ export function createWebhookHandler(opts: WebhookOptions): (req: IncomingMessag
     res.writeHead(code, { 'content-type': 'text/plain', connection: 'close' });
     res.end(`${text}\n`, () => req.socket.destroy());
   };
+  // Insertion-ordered: the oldest id is evicted first, so memory stays bounded under any replay rate.
+  const seen = new Set<string>();
+  const maxSeen = opts.maxRememberedDeliveries ?? 1024;
   return async (req, res) => {
     if (req.method !== 'POST') return reply(res, 405, 'POST only');
     const body = await readBody(req, limit, timeoutMs);
@@ -107,11 +133,18 @@ export function createWebhookHandler(opts: WebhookOptions): (req: IncomingMessag
     if (event !== 'push' && event !== 'push hook') return reply(res, 202, `event "${v.event}" ignored`);
     let payload: z.infer<typeof pushPayload>;
     try {
-      payload = pushPayload.parse(JSON.parse(body.toString('utf8')));
+      payload = pushFromBody(body, header(req, 'content-type'));
     } catch {
-      return reply(res, 400, 'not a push payload (expected JSON with "ref")');
+      return reply(res, 400, 'not a push payload (expected JSON with "ref", or a form with a "payload" field holding it)');
     }
     if (opts.ref && payload.ref !== opts.ref) return reply(res, 202, `push to ${payload.ref} ignored (following ${opts.ref})`);
+    // Checked after the signature, so only authentic deliveries enter the set.
+    const id = deliveryId(req.headers, v.provider);
+    if (id !== undefined) {
+      if (seen.has(id)) return reply(res, 200, `delivery ${id} already received; ignored`);
+      seen.add(id);
+      if (seen.size > maxSeen) seen.delete(seen.values().next().value!);
+    }
     opts.onPush({ provider: v.provider, ref: payload.ref, after: payload.after ?? payload.checkout_sha ?? null });
     return reply(res, 202, 'fetch scheduled');
   };

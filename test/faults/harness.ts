@@ -189,7 +189,7 @@ export interface FaultRow {
 const RESULTS_DIR = join(tmpdir(), 'clgo-fault-results');
 const RESULTS_MD = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
 /** Table order: one entry per test file of the suite. */
-const FILES = ['git-server', 'runtime-restart', 'gateway-blackhole', 'clock-skew', 'fabric-fuzz', 'garbage-input'];
+const FILES = ['git-server', 'runtime-restart', 'gateway-blackhole', 'clock-skew', 'fabric-fuzz', 'garbage-input', 'git-bomb', 'half-close', 'admin-flood', 'webhook-replay'];
 
 /** Collects this file's rows; `flush()` (in afterAll) merges every file's rows into the table. */
 export function faultTable(file: string): { add(row: FaultRow): void; flush(): Promise<string> } {
