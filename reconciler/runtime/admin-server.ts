@@ -1,8 +1,10 @@
 // The reconciler's local admin endpoint (127.0.0.1 by default): the status page, `/status.json`
 // for `clgo status`, `/healthz`, `/readyz`, `/metrics` (Prometheus text format 0.0.4, when a
 // metrics source is given), and mount points for more handlers (webhook). Bounded: small request
-// heads, short time-outs, GET/HEAD only on built-in routes.
+// heads, short time-outs checked every second, a connection cap that sheds idle connections
+// rather than new ones, GET/HEAD only on built-in routes. `clgo dataplane`'s health server is this too.
 import http from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { STATUS_PAGE_HTML } from './status-page.ts';
 
@@ -17,7 +19,23 @@ export interface AdminServerOptions {
   ready: () => boolean;
   /** Serves GET /metrics (e.g. createRuntimeMetrics(runtime) from ./metrics.ts). */
   metrics?: { render(): Promise<string>; contentType?: string };
+  limits?: Partial<AdminLimits>;
 }
+
+export interface AdminLimits {
+  /** Open connections; past it the oldest one without a request in progress is closed (see below). */
+  maxConnections: number;
+  /** A request head must be complete this long after the connection (or the previous request). */
+  headersTimeoutMs: number;
+  /** A whole request (head and body) must arrive within this. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** No byte either way for this long closes the connection. */
+  socketIdleTimeoutMs: number;
+}
+
+export const ADMIN_LIMITS: AdminLimits = { maxConnections: 64, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000, socketIdleTimeoutMs: 15_000 };
 
 /** Prometheus text exposition format 0.0.4. */
 const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
@@ -42,21 +60,52 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   if (metrics) routes.set('/metrics', async (_req, res) => send(res, 200, metrics.contentType ?? PROMETHEUS_TEXT, await metrics.render()));
   const builtIn = new Set(routes.keys());
 
-  const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 10_000, headersTimeout: 5_000 }, (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
-    const handler = routes.get(path);
-    if (!handler) return send(res, 404, 'text/plain', `no such endpoint: ${path}\n`);
-    if (builtIn.has(path) && req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      return send(res, 405, 'text/plain', 'GET or HEAD only\n');
+  const limits = { ...ADMIN_LIMITS, ...opts.limits };
+  // Node checks headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
+  // default), which let idle connections hold the server for that long: checked every second here.
+  const server = http.createServer(
+    { maxHeaderSize: 16 * 1024, requestTimeout: limits.requestTimeoutMs, headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: 1000, keepAliveTimeout: limits.keepAliveTimeoutMs },
+    (req, res) => {
+      const path = new URL(req.url ?? '/', 'http://admin').pathname;
+      const handler = routes.get(path);
+      if (!handler) return send(res, 404, 'text/plain', `no such endpoint: ${path}\n`);
+      if (builtIn.has(path) && req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        return send(res, 405, 'text/plain', 'GET or HEAD only\n');
+      }
+      Promise.resolve(handler(req, res)).catch((err: unknown) => {
+        if (!res.headersSent) send(res, 500, 'text/plain', `internal error: ${(err as Error).message}\n`);
+        else res.destroy();
+      });
+    },
+  );
+  // Connection bound without refusing probes: past maxConnections the oldest connection that has
+  // no request in progress (idle keep-alive, or a request head still arriving) is closed to make
+  // room, so held idle connections cannot keep /healthz, /readyz, /metrics or /webhook from
+  // answering. Only when every connection is serving a request is the new one refused.
+  const open = new Set<net.Socket>();
+  const busy = new WeakMap<net.Socket, number>();
+  server.on('connection', (socket: net.Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    // No byte for this long (a request in progress included) closes the connection.
+    socket.setTimeout(limits.socketIdleTimeoutMs, () => socket.destroy());
+    if (open.size <= limits.maxConnections) return;
+    for (const s of open) {
+      if (s !== socket && !busy.get(s)) {
+        open.delete(s);
+        s.destroy();
+        return;
+      }
     }
-    Promise.resolve(handler(req, res)).catch((err: unknown) => {
-      if (!res.headersSent) send(res, 500, 'text/plain', `internal error: ${(err as Error).message}\n`);
-      else res.destroy();
-    });
+    open.delete(socket);
+    socket.destroy();
   });
-  server.keepAliveTimeout = 5_000;
-  server.maxConnections = 256;
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    res.once('close', () => busy.set(socket, (busy.get(socket) ?? 1) - 1));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve());
