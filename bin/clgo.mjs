@@ -8,19 +8,24 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 const root = new URL('../', import.meta.url);
 const SOURCE_DIRS = ['schema', 'reconciler', 'dataplane'];
 
+/** Whether a source file under `dir` (a URL ending in /) was modified after `builtAt`. */
+function newerSource(dir, builtAt) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) {
+      if (newerSource(new URL(`${entry.name}/`, dir), builtAt)) return true;
+    } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts') && statSync(new URL(entry.name, dir)).mtimeMs > builtAt) {
+      return true;
+    }
+  }
+  return false;
+}
+
 /** Whether dist/ holds a complete build at least as new as every source file (no sources: an installed package). */
 function distIsCurrent() {
   const built = new URL('dist/BUILT', root);
   if (!existsSync(built) || !existsSync(new URL('dist/reconciler/cli.js', root))) return false;
   const builtAt = statSync(built).mtimeMs;
-  for (const dir of SOURCE_DIRS) {
-    const base = new URL(`${dir}/`, root);
-    if (!existsSync(base)) continue;
-    for (const rel of readdirSync(base, { recursive: true })) {
-      if (rel.endsWith('.ts') && !rel.endsWith('.test.ts') && statSync(new URL(rel, base)).mtimeMs > builtAt) return false;
-    }
-  }
-  return true;
+  return SOURCE_DIRS.every((dir) => !existsSync(new URL(`${dir}/`, root)) || !newerSource(new URL(`${dir}/`, root), builtAt));
 }
 
 const compiled = distIsCurrent();
