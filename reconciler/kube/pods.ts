@@ -131,7 +131,14 @@ export function startPodWatcher(opts: PodWatcherOptions): PodWatcher {
     const ips = ipsOf(p);
     const attrs: ClientAttributes = { namespace: p.metadata.namespace, labels: { ...(p.metadata.labels ?? {}) } };
     if (p.spec?.serviceAccountName) attrs.serviceAccount = p.spec.serviceAccountName;
-    for (const ip of ips) intoIp.set(ip, { podKey, attrs });
+    for (const ip of ips) {
+      // The API server sends a deleted pod's MODIFIED (deletionTimestamp set) before its DELETED;
+      // if a newer pod already has the IP, that update must not take it back, or the DELETED
+      // that follows would leave the new pod's clients without attributes.
+      const holder = intoIp.get(ip);
+      if (holder && holder.podKey !== podKey && p.metadata.deletionTimestamp) continue;
+      intoIp.set(ip, { podKey, attrs });
+    }
     intoPod.set(podKey, ips);
     const dp = opts.dataplane;
     // Unlike client attribution, a host-network data-plane pod is a fine endpoint (at the node's IP).
