@@ -1,5 +1,5 @@
-// The cluster path in one piece: fabric directory → control plane → Kubernetes target (against the
-// API stand-in, driven by the real @kubernetes/client-node) and ext_authz. Imports become Services
+// The cluster path in one piece: fabric directory → control plane → Kubernetes target (against a
+// real kube-apiserver, as the reconciler's ServiceAccount of deploy/base/rbac.yaml) and ext_authz. Imports become Services
 // with EndpointSlices of the tunnel pods; a Pod's IP gives the client attributes egress policy
 // judges; a commit removing an import prunes its Service.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -10,12 +10,11 @@ import { freshExampleFabric, type FreshFabric } from '../../reconciler/demo/fres
 import { startKubeTarget, type KubeTarget } from '../../reconciler/kube/index.ts';
 import { startControlPlane, type ControlPlane } from '../../reconciler/runtime/control-plane.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
-import { startKubeApiStandin, type KubeApiStandin } from '../fixtures/kube-api-standin.ts';
-import { waitFor } from './helpers.ts';
+import { RECONCILER_USER, SYSTEM_NS, startKubeEnv, waitFor, type KubeEnv } from './helpers.ts';
 
 let dir: string;
 let fresh: FreshFabric;
-let api: KubeApiStandin;
+let env: KubeEnv;
 let kube: KubeTarget;
 let plane: ControlPlane;
 
@@ -26,11 +25,12 @@ beforeAll(async () => {
     await mkdir(dirname(join(dir, path)), { recursive: true });
     await writeFile(join(dir, path), bytes);
   }
-  api = await startKubeApiStandin({ namespaces: ['clusterlink-system', 'perf', 'web'] });
-  api.addPod({ namespace: 'clusterlink-system', name: 'clgo-tunnel-a', ip: '10.1.0.5', labels: { 'app.kubernetes.io/name': 'clgo-tunnel' } });
-  api.addPod({ namespace: 'perf', name: 'iperf-client', ip: '10.2.0.7', serviceAccount: 'bench', labels: { app: 'iperf-client' } });
-  api.addPod({ namespace: 'perf', name: 'stranger', ip: '10.2.0.8', labels: { app: 'other' } });
-  kube = startKubeTarget({ kubeConfig: api.kubeConfig(), peer: 'east', namespace: 'clusterlink-system', dataplaneSelector: { 'app.kubernetes.io/name': 'clgo-tunnel' }, leaseDurationSeconds: 2 });
+  env = await startKubeEnv(['perf', 'web']);
+  await env.api.applyYaml('apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bench}\n', 'perf');
+  await env.api.createPod({ namespace: SYSTEM_NS, name: 'clgo-tunnel-a', ip: '10.1.0.5', labels: { 'app.kubernetes.io/name': 'clgo-tunnel' } });
+  await env.api.createPod({ namespace: 'perf', name: 'iperf-client', ip: '10.2.0.7', serviceAccount: 'bench', labels: { app: 'iperf-client' } });
+  await env.api.createPod({ namespace: 'perf', name: 'stranger', ip: '10.2.0.8', labels: { app: 'other' } });
+  kube = startKubeTarget({ kubeConfig: env.reconciler, peer: 'east', namespace: SYSTEM_NS, dataplaneSelector: { 'app.kubernetes.io/name': 'clgo-tunnel' }, leaseDurationSeconds: 2 });
   await kube.ready();
   plane = await startControlPlane({
     peer: 'east',
@@ -45,20 +45,20 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await plane.close();
-  await kube.stop();
-  await api.close();
+  await plane?.close();
+  await kube?.stop();
+  await env?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
 describe('control plane with the Kubernetes target', () => {
   it('applies a Service and an EndpointSlice of the tunnel pods per import once it leads', async () => {
-    await waitFor('east leads and applied its imports', () => plane.status().target?.ok === true && api.get('services', 'perf', 'iperf3'), 10_000);
-    const svc = api.get('services', 'perf', 'iperf3')!;
+    await waitFor('east leads and applied its imports', async () => plane.status().target?.ok === true && (await env.get('v1', 'Service', 'perf', 'iperf3')), 20_000, 100);
+    const svc = (await env.get('v1', 'Service', 'perf', 'iperf3'))!;
     expect(svc.metadata).toMatchObject({ labels: expect.objectContaining({ 'app.kubernetes.io/managed-by': 'clusterlink-gitops' }) });
-    expect(api.get('services', 'web', 'http')).toBeDefined();
-    const slices = api.list('endpointslices', 'perf');
-    expect(JSON.stringify(slices)).toContain('10.1.0.5');
+    expect(await env.get('v1', 'Service', 'web', 'http')).toBeDefined();
+    const slices = await env.list<{ endpoints?: { addresses: string[] }[] }>('discovery.k8s.io/v1', 'EndpointSlice', 'perf');
+    expect(slices.flatMap((s) => (s.endpoints ?? []).flatMap((e) => e.addresses))).toEqual(['10.1.0.5']);
   });
 
   it("judges egress by the client Pod's attributes from the watch", async () => {
@@ -67,21 +67,21 @@ describe('control plane with the Kubernetes target', () => {
     const denied = ask('10.2.0.8');
     expect(denied.allowed).toBe(false);
     // A deleted Pod's IP is forgotten: an unknown client has no attributes.
-    api.deletePod('perf', 'iperf-client');
-    await waitFor('pod deletion seen', () => kube.clientAttributes('10.2.0.7') === null);
+    await env.api.deletePod('perf', 'iperf-client');
+    await waitFor('pod deletion seen', () => kube.clientAttributes('10.2.0.7') === null, 10_000);
     expect(ask('10.2.0.7').allowed).toBe(false);
   });
 
   it('prunes the Service of an import a commit removes, and writes nothing when a revision changes nothing for it', async () => {
-    api.resetCounts();
     await rm(join(dir, 'peers/east/imports/http.yaml'));
-    await waitFor('web/http pruned', () => api.get('services', 'web', 'http') === undefined, 10_000);
-    expect(api.get('services', 'perf', 'iperf3')).toBeDefined();
-    api.resetCounts();
+    await waitFor('web/http pruned', async () => (await env.get('v1', 'Service', 'web', 'http')) === undefined, 20_000, 100);
+    expect(await env.get('v1', 'Service', 'perf', 'iperf3')).toBeDefined();
+    const mark = await env.api.mark();
     // A change elsewhere in the fabric (west's policy file) is a new revision with the same imports for east.
     const before = plane.status().applied!.revision;
     await writeFile(join(dir, 'peers/west/policies/allow-web.yaml'), `${Buffer.from(fresh.files.get('peers/west/policies/allow-web.yaml')!).toString()}\n# touched\n`);
-    await waitFor('new revision applied', () => plane.status().applied!.revision !== before && plane.status().target?.revision === plane.status().applied!.revision, 10_000);
-    expect(api.writes('services').total).toBe(0);
+    await waitFor('new revision applied', () => plane.status().applied!.revision !== before && plane.status().target?.revision === plane.status().applied!.revision, 20_000);
+    expect((await env.api.writes(mark, { resource: 'services', user: RECONCILER_USER })).total).toBe(0);
+    expect((await env.api.writes(mark, { resource: 'endpointslices', user: RECONCILER_USER })).total).toBe(0);
   });
 });
