@@ -78,6 +78,8 @@ export interface KubeApplyReport extends Pick<ServiceApplyResult, 'applied' | 'p
   statusWritten: boolean;
   events: number;
   durationMs: number;
+  /** Summary of this pass's apply errors (also in the status ConfigMap and logged through onError), or null. */
+  lastError: string | null;
 }
 
 export interface KubeTarget {
@@ -202,6 +204,7 @@ export function startKubeTarget(opts: KubeTargetOptions): KubeTarget {
       statusWritten: false,
       events: 0,
       durationMs: 0,
+      lastError: null,
     };
     if (stopped || !elector.isLeader()) return { ...empty, durationMs: performance.now() - t0 };
     const svc = await applier.reconcile(slice.imports, revision);
@@ -231,6 +234,8 @@ export function startKubeTarget(opts: KubeTargetOptions): KubeTarget {
       }
     }
     const lastError = r.errors.length > 0 ? `${r.errors.length} error(s); first: ${r.errors[0]?.namespace}/${r.errors[0]?.name}: ${r.errors[0]?.message}` : null;
+    // One line per pass, not per object: a missing RBAC rule fails every object the same way.
+    if (lastError) onError(`applying revision ${revision}: ${lastError}`);
     let statusWritten = false;
     let events = 0;
     try {
@@ -262,6 +267,7 @@ export function startKubeTarget(opts: KubeTargetOptions): KubeTarget {
       statusWritten,
       events,
       durationMs: performance.now() - t0,
+      lastError,
     };
     opts.onApplied?.(report);
     return report;

@@ -4,6 +4,7 @@
 // accepted slice to an optional target (Kubernetes Services). A revision that fails anywhere
 // before the push leaves the last good snapshot serving.
 import { pino, type Logger } from 'pino';
+import { z } from 'zod';
 import { countDecisions, type DecisionCount } from './authz-counter.ts';
 import { runRevisions } from './revision-loop.ts';
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
@@ -20,8 +21,11 @@ import { buildResources } from '../xds/resources.ts';
 
 /** Where a slice goes besides xDS (Kubernetes Services). Errors are reported, xDS keeps the revision. */
 export interface SliceTarget {
+  /** Throws when nothing could be applied; resolves `{ lastError }` when only some objects failed. */
   applySlice(slice: Slice, revision: string): Promise<unknown>;
 }
+
+const TargetResultSchema = z.object({ lastError: z.string().nullish() });
 
 export interface ControlPlaneOptions {
   peer: string;
@@ -113,8 +117,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     log.info({ revision: rev.revision, resources: count, unchanged: diff.empty }, 'revision served over xDS');
     if (opts.target) {
       try {
-        await opts.target.applySlice(next, rev.revision);
-        target = { revision: rev.revision, ok: true, error: null, at: new Date().toISOString() };
+        const result = await opts.target.applySlice(next, rev.revision);
+        // A target that reports per-object failures (RBAC denials, say) without throwing.
+        const lastError = TargetResultSchema.safeParse(result).data?.lastError ?? null;
+        target = { revision: rev.revision, ok: lastError === null, error: lastError, at: new Date().toISOString() };
+        if (lastError) log.error({ revision: rev.revision, err: lastError }, 'some of the slice could not be applied to the cluster; will retry with the next revision');
       } catch (err) {
         target = { revision: rev.revision, ok: false, error: (err as Error).message, at: new Date().toISOString() };
         log.error({ revision: rev.revision, err: (err as Error).message }, 'applying the slice to the cluster failed; will retry with the next revision');
