@@ -53,12 +53,13 @@ export function peerNameFromCertificate(pem: string): string {
 
 export async function readCluster(opts: ReadClusterOptions): Promise<ClusterSnapshot> {
   const { context, namespace } = opts;
-  const kc = new KubeConfig();
-  kc.loadFromString(opts.kubeConfig.exportConfig());
-  if (!kc.getContexts().some((c) => c.name === context)) {
-    throw new ClusterReadError(`no context ${JSON.stringify(context)} in the kubeconfig (it has: ${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`);
+  const base = opts.kubeConfig;
+  if (!base.getContexts().some((c) => c.name === context)) {
+    throw new ClusterReadError(`no context ${JSON.stringify(context)} in the kubeconfig (it has: ${base.getContexts().map((c) => c.name).join(', ') || 'none'})`);
   }
-  kc.setCurrentContext(context);
+  // One KubeConfig per context, sharing the loaded clusters and users (paths already resolved).
+  const kc = new KubeConfig();
+  kc.loadFromOptions({ clusters: base.getClusters(), users: base.getUsers(), contexts: base.getContexts(), currentContext: context });
   const timeoutMs = opts.requestTimeoutMs ?? 15_000;
   const maxObjects = opts.maxObjectsPerKind ?? 20_000;
   // The typed calls take the generated client's observable-style middleware.

@@ -340,6 +340,9 @@ describe('clgo migrate against real kube-apiservers with ClusterLink CRDs', () =
     const res = await runClgo('migrate', '--kubeconfig', kubeconfigPath, '--context', 'kind-west', '--out', repo);
     expect(res.code).toBe(2);
     expect(res.err).toMatch(/context kind-west: cannot tell which peer this cluster is \(reading Secret clusterlink-system\/cl-peer.*\): HTTP 403.* — pass --peer kind-west=<peer-name>/);
+    const badName = await runClgo('migrate', '--kubeconfig', kubeconfigPath, '--context', 'kind-west', '--peer', 'kind-west=West_1', '--out', repo);
+    expect(badName.code).toBe(2);
+    expect(badName.err).toContain('context kind-west: peer name "West_1" (from --peer kind-west=West_1) cannot name a fabric peer');
     expect(readdirSync(repo)).toEqual(['fabric.yaml']);
   }, 60_000);
 });

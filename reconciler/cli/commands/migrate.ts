@@ -5,7 +5,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fabricSpec } from '../../../schema/kinds.ts';
+import { dns1123Label as peerNameSchema, fabricSpec } from '../../../schema/kinds.ts';
 import { FabricReadError, readFabricDir } from '../../../schema/read-dir.ts';
 import { planMigration, REMOTE_ONLY_MARK, withPeerAttestations, type ClusterSnapshot, type MigrationPlan } from '../../migrate/convert.ts';
 import { ClusterReadError, readCluster } from '../../migrate/read.ts';
@@ -95,6 +95,8 @@ export const register: RegisterCommand = (program, ctx) => {
           throw err;
         }
         const s = snapshots[snapshots.length - 1]!;
+        const name = peerNameSchema.safeParse(s.peer.name);
+        if (!name.success) throw new UsageError(`context ${context}: peer name ${JSON.stringify(s.peer.name)} (from ${s.peer.source}) cannot name a fabric peer: ${name.error.issues[0]?.message ?? ''} — pass --peer ${context}=<peer-name>`);
         ctx.stderr.write(`read context ${context}: peer ${s.peer.name} (${s.peer.source}), ${s.peers.length} Peer object(s), ${Object.values(s.objects).reduce((n, l) => n + l.length, 0)} other object(s)\n`);
       }
 
