@@ -218,8 +218,10 @@ describe('peer labels from the control plane arguments', () => {
 
 describe('withPeerAttestations', () => {
   it('adds spec.peers.<peer>.labels, keeps comments, and never overrides labels the admin attested', () => {
-    const first = withPeerAttestations(FABRIC_YAML, new Map([['west', { region: 'us-west', trust: 'high' }]]));
-    expect(first.text).toContain('# The fabric example');
+    const fabricYaml = '# The fabric acme.\napiVersion: clusterlink.net/v1alpha1\nkind: Fabric\nmetadata:\n  name: acme\nspec:\n  caCertificates:\n    - "-----BEGIN CERTIFICATE-----"\n';
+    const first = withPeerAttestations(fabricYaml, new Map([['west', { region: 'us-west', trust: 'high' }]]));
+    expect(first.text).toContain('# The fabric acme.');
+    expect(first.text).toContain('# Peer labels other peers\' policies may trust');
     expect((parse(first.text) as { spec: { peers: unknown } }).spec.peers).toEqual({ west: { labels: { region: 'us-west', trust: 'high' } } });
     const second = withPeerAttestations(first.text, new Map<string, Record<string, string>>([['west', { region: 'us-west', trust: 'low' }], ['east', { region: 'us-east' }]]));
     expect((parse(second.text) as { spec: { peers: unknown } }).spec.peers).toEqual({ west: { labels: { region: 'us-west', trust: 'high' } }, east: { labels: { region: 'us-east' } } });
