@@ -53,9 +53,25 @@ function resourceRoot(): protobuf.Root {
     return target;
   };
   r.loadSync(RESOURCE_PROTOS, { keepCase: true });
+  addEnvoy140Fields(r);
   r.resolveAll();
   root = r;
   return r;
+}
+
+/**
+ * Fields of Envoy 1.40 (the version deploy/ runs) newer than the envoy-api copy @grpc/grpc-js-xds
+ * ships; numbers and types as in Envoy 1.40's own descriptors. The egress listener needs them: without
+ * ON_DOWNSTREAM_DATA, tcp_proxy opens its upstream before the network ext_authz filter has answered.
+ */
+function addEnvoy140Fields(r: protobuf.Root): void {
+  const ns = 'envoy.extensions.filters.network.tcp_proxy.v3';
+  const tcpProxy = r.lookupType(`${ns}.TcpProxy`);
+  if (tcpProxy.fields.upstream_connect_mode) return;
+  (r.lookup(ns) as protobuf.Namespace).add(new protobuf.Enum('UpstreamConnectMode', { IMMEDIATE: 0, ON_DOWNSTREAM_DATA: 1, ON_DOWNSTREAM_TLS_HANDSHAKE: 2 }));
+  tcpProxy.add(new protobuf.Field('upstream_connect_mode', 21, `.${ns}.UpstreamConnectMode`));
+  tcpProxy.add(new protobuf.Field('max_early_data_bytes', 22, '.google.protobuf.UInt32Value'));
+  tcpProxy.add(new protobuf.Field('check_drain_close', 24, '.google.protobuf.BoolValue'));
 }
 
 const TO_OBJECT: protobuf.IConversionOptions = { longs: String, enums: String, defaults: false, oneofs: true };

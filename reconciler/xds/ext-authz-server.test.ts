@@ -6,7 +6,7 @@ import { remoteAuthorizer, type RemoteAuthorizer } from '../../dataplane/xds-cli
 import { toDer } from '../pki/encoding.ts';
 import { ALLOW_ALL, eastSlice, makePki, policy, westSlice, type Pki } from '../../test/xds/authz-fixtures.ts';
 import { createAuthorizer } from './authz.ts';
-import { authorizationServiceDefinition, egressResolverFromSlice, fromStruct, startExtAuthzServer, type ExtAuthzServer } from './ext-authz-server.ts';
+import { allOrNothing, authorizationServiceDefinition, egressResolverFromSlice, fromStruct, startExtAuthzServer, type ExtAuthzServer } from './ext-authz-server.ts';
 
 let pki: Pki;
 const servers: ExtAuthzServer[] = [];
@@ -168,5 +168,27 @@ describe('remoteAuthorizer (Node data plane in its own process)', () => {
       allowed: false,
       explanation: { message: expect.stringContaining('authorization service unavailable') },
     });
+  });
+});
+
+describe('egress checks from an Envoy listener (resolved by address)', () => {
+  const question = (balancedExporters?: string[]) => ({ side: 'egress' as const, check: { importNamespace: 'perf', importName: 'iperf3', sourceAddress: '10.0.0.1', sourcePort: 1 }, ...(balancedExporters ? { balancedExporters } : {}) });
+  const allowedTo = (...peers: string[]) => ({ allowed: true as const, client: { labels: {} }, candidates: peers.map((peer) => ({ peer, exportName: 'iperf3', exportNamespace: 'perf' })) });
+
+  it('are allowed only when egress policy allows every exporter Envoy balances over', () => {
+    expect(allOrNothing(question(['west', 'edge']), allowedTo('edge', 'west')).allowed).toBe(true);
+    const partial = allOrNothing(question(['west', 'edge']), allowedTo('west'));
+    expect(partial.allowed).toBe(false);
+    expect(!partial.allowed && partial.explanation.message).toMatch(/only some of its exporters \(not edge\).*Envoy/);
+    // A client that names its import (the Node data plane walks the allowed candidates itself) keeps a partial allow.
+    expect(allOrNothing(question(), allowedTo('west')).allowed).toBe(true);
+  });
+
+  it('the resolver names the exporters of the import listening on that port', () => {
+    const resolve = egressResolverFromSlice(() => westSlice(pki, []));
+    const imp = westSlice(pki, []).imports[0]!;
+    const found = resolve({ address: '127.0.0.1', port: imp.targetPort ?? imp.port });
+    expect(found).toMatchObject({ importNamespace: imp.namespace, importName: imp.name });
+    expect(found?.balancedExporters).toEqual(imp.sources.filter((s) => s.resolved && s.gateways.length > 0).map((s) => s.peer));
   });
 });

@@ -19,6 +19,7 @@ import { clientAttributesFromHead, parseAuthority as parseTunnelAuthority } from
 import { pemCertificatesToDer } from '../pki/encoding.ts';
 import type { Slice } from '../slice/types.ts';
 import { denyReason } from './authz.ts';
+import { envoyExporters } from './resources.ts';
 
 /** context_extensions keys naming the import of an egress check (set by our own Envoy config or the Node data plane). */
 export const CONTEXT_KEYS = { importNamespace: 'clusterlink.net/import-namespace', importName: 'clusterlink.net/import-name' } as const;
@@ -192,11 +193,11 @@ export function parseAuthority(authority: string): { exportName: string; exportN
 }
 
 /** Maps an egress listener's address back to its import (network ext_authz does not send the listener name). */
-export type EgressResolver = (destination: { address: string; port: number }) => { importNamespace: string; importName: string } | null;
+export type EgressResolver = (destination: { address: string; port: number }) => { importNamespace: string; importName: string; balancedExporters?: string[] } | null;
 
 /** Default resolver: the one import of the slice listening on that port (targetPort ?? port); null if none or ambiguous. */
 export function egressResolverFromSlice(slice: () => Slice): EgressResolver {
-  const byPort = new WeakMap<Slice, Map<number, { importNamespace: string; importName: string } | null>>();
+  const byPort = new WeakMap<Slice, Map<number, { importNamespace: string; importName: string; balancedExporters: string[] } | null>>();
   return ({ port }) => {
     const s = slice();
     let index = byPort.get(s);
@@ -205,7 +206,7 @@ export function egressResolverFromSlice(slice: () => Slice): EgressResolver {
       for (const imp of s.imports) {
         const p = imp.targetPort ?? imp.port;
         // Two imports on one port cannot be told apart by address alone: refuse rather than guess.
-        index.set(p, index.has(p) ? null : { importNamespace: imp.namespace, importName: imp.name });
+        index.set(p, index.has(p) ? null : { importNamespace: imp.namespace, importName: imp.name, balancedExporters: envoyExporters(imp).map((e) => e.peer) });
       }
       byPort.set(s, index);
     }
@@ -214,7 +215,8 @@ export function egressResolverFromSlice(slice: () => Slice): EgressResolver {
 }
 
 export type CheckQuestion =
-  | { side: 'egress'; check: EgressCheck }
+  /** balancedExporters: the exporters an Envoy listener balances over (the check was resolved by address). */
+  | { side: 'egress'; check: EgressCheck; balancedExporters?: string[] }
   | { side: 'ingress'; check: IngressCheck }
   /** The request could not be asked at all; answered with this status and message. */
   | { side: 'invalid'; httpStatus: 400 | 403 | 404; message: string };
@@ -254,7 +256,7 @@ export function parseCheckRequest(raw: unknown, resolveEgress: EgressResolver): 
   const src = attrs?.source?.address?.socket_address;
   if (!src || !src.address) return invalid(400, 'egress check without a source address');
   const ext = attrs?.context_extensions ?? {};
-  let imp: { importNamespace: string; importName: string } | null = null;
+  let imp: { importNamespace: string; importName: string; balancedExporters?: string[] } | null = null;
   const extNs = ext[CONTEXT_KEYS.importNamespace];
   const extName = ext[CONTEXT_KEYS.importName];
   if (extNs && extName) imp = { importNamespace: extNs, importName: extName };
@@ -263,7 +265,8 @@ export function parseCheckRequest(raw: unknown, resolveEgress: EgressResolver): 
     if (dst) imp = resolveEgress({ address: dst.address, port: dst.port_value ?? 0 });
     if (!imp) return invalid(404, `no import listens on ${dst ? `${dst.address}:${dst.port_value ?? 0}` : 'an unknown address'}`);
   }
-  return { side: 'egress', check: { ...imp, sourceAddress: src.address, sourcePort: src.port_value ?? 0 } };
+  const { balancedExporters, ...named } = imp;
+  return { side: 'egress', check: { ...named, sourceAddress: src.address, sourcePort: src.port_value ?? 0 }, ...(balancedExporters ? { balancedExporters } : {}) };
 }
 
 function safeDecode(s: string): string {
@@ -366,7 +369,7 @@ export function addExtAuthzService(server: grpc.Server, opts: ExtAuthzOptions): 
     const question = parseCheckRequest(call.request, opts.resolveEgress);
     const answer = async (): Promise<CheckResponse> => {
       if (question.side === 'invalid') return checkResponseFor(question, null);
-      const verdict = question.side === 'egress' ? await opts.authorizer.egress(question.check) : await opts.authorizer.ingress(question.check);
+      const verdict = question.side === 'egress' ? allOrNothing(question, await opts.authorizer.egress(question.check)) : await opts.authorizer.ingress(question.check);
       return checkResponseFor(question, verdict);
     };
     answer().then(
@@ -381,6 +384,28 @@ export function addExtAuthzService(server: grpc.Server, opts: ExtAuthzOptions): 
     );
   };
   server.addService(authorizationServiceDefinition(), { Check: check });
+}
+
+/**
+ * An Envoy egress listener's load balancer picks the exporter after the check, among all of the
+ * import's exporters: the check may allow the connection only if egress policy allows every one
+ * of them (otherwise the balancer could pick one policy denies).
+ */
+export function allOrNothing(question: Extract<CheckQuestion, { side: 'egress' }>, verdict: EgressVerdict): EgressVerdict {
+  if (!verdict.allowed || !question.balancedExporters) return verdict;
+  const allowed = new Set(verdict.candidates.map((c) => c.peer));
+  const denied = question.balancedExporters.filter((p) => !allowed.has(p));
+  if (denied.length === 0) return verdict;
+  const imp = `${question.check.importNamespace}/${question.check.importName}`;
+  return {
+    allowed: false,
+    explanation: {
+      tier: 'default',
+      policy: null,
+      location: null,
+      message: `egress policy allows import ${imp} to reach only some of its exporters (not ${denied.join(', ')}); an Envoy data plane balances every connection over all of them, so it is refused — allow all of them, or split the import (docs/xds.md)`,
+    },
+  };
 }
 
 function logDenial(log: Logger, question: CheckQuestion, response: CheckResponse): void {

@@ -34,6 +34,7 @@ export const XDS_NAMES = {
   egress: (ns: string, name: string) => `clusterlink/egress/${ns}/${name}`,
   ingress: 'clusterlink/ingress',
   peer: (peer: string) => `clusterlink/peer/${peer}`,
+  import: (ns: string, name: string) => `clusterlink/import/${ns}/${name}`,
   export: (ns: string, name: string) => `clusterlink/export/${ns}/${name}`,
   authz: 'clusterlink/authz',
   identity: 'clusterlink/identity',
@@ -64,14 +65,33 @@ const sds = (name: string) => ({ name, sds_config: ads });
 const tlsParams = { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_3' };
 
 function authzGrpcService(timeoutSeconds = 2) {
-  return { envoy_grpc: { cluster_name: XDS_NAMES.authz }, timeout: seconds(timeoutSeconds) };
+  // Envoy's default :authority is the cluster name, and a '/' in it makes the gRPC server (Node's
+  // HTTP/2) reset the stream as a protocol error: name a valid authority.
+  return { envoy_grpc: { cluster_name: XDS_NAMES.authz, authority: 'clusterlink-authz' }, timeout: seconds(timeoutSeconds) };
 }
 
-function egressListener(slice: Slice, imp: Slice['imports'][number], opts: ResourceOptions): AnyResource {
+/**
+ * The exporters an Envoy egress listener balances over: the import's resolved sources with
+ * gateways that name the same export as the first one (the CONNECT authority is one per
+ * connection), in the order written. The ext_authz server refuses an Envoy connection that egress
+ * policy allows to only some of them (Envoy's load balancer, not the check, picks the exporter).
+ */
+export function envoyExporters(imp: Slice['imports'][number]): Slice['imports'][number]['sources'] {
   const resolved = imp.sources.filter((s) => s.resolved && s.gateways.length > 0);
-  // The check picks the exporter (egress policy + lbScheme) and says so in dynamic metadata;
-  // set_filter_state points tcp_proxy at that peer's cluster, tunneling_config names the export.
-  const fallback = resolved[0] ? XDS_NAMES.peer(resolved[0].peer) : XDS_NAMES.authz;
+  const first = resolved[0];
+  return first ? resolved.filter((s) => s.exportName === first.exportName && s.exportNamespace === first.exportNamespace) : [];
+}
+
+const pinsOf = (slice: Slice, peers: Iterable<string>): string[] => {
+  const want = new Set(peers);
+  return slice.members.filter((m) => want.has(m.name) && m.certificateFingerprint !== null).map((m) => `${m.name}=${m.certificateFingerprint}`);
+};
+
+function egressListener(slice: Slice, imp: Slice['imports'][number], opts: ResourceOptions): AnyResource {
+  const exporters = envoyExporters(imp);
+  // The check allows or denies; the import's cluster (importCluster) picks the exporter by the
+  // import's lbScheme. tcp_proxy waits for the first downstream bytes, so the check has answered
+  // before the CONNECT (authority and client headers from its metadata) is sent.
   const clientHeaders = [
     [TUNNEL.headers.clientNamespace, 'clientNamespace'],
     [TUNNEL.headers.clientServiceAccount, 'clientServiceAccount'],
@@ -84,27 +104,31 @@ function egressListener(slice: Slice, imp: Slice['imports'][number], opts: Resou
     metadata: { filter_metadata: { 'clusterlink.net': struct({ kind: 'egress', importNamespace: imp.namespace, importName: imp.name, peer: slice.self.name }) } },
     filter_chains: [
       {
+        // What authorises the exporters (their pinned certificates): a revocation, a removal or a
+        // new certificate changes this filter chain, and Envoy drains its open tunnels
+        // (--drain-time-s in deploy/base/tunnel.yaml; docs/xds.md "Closing open tunnels").
+        metadata: { filter_metadata: { 'clusterlink.net': struct({ exporters: pinsOf(slice, exporters.map((e) => e.peer)).join(',') }) } },
         filters: [
           {
             name: 'envoy.filters.network.ext_authz',
             typed_config: encodeAny(T.networkExtAuthz, { stat_prefix: 'clusterlink_egress', grpc_service: authzGrpcService(), transport_api_version: 'V3', failure_mode_allow: false }),
           },
           {
-            name: 'envoy.filters.network.set_filter_state',
-            typed_config: encodeAny(T.setFilterState, {
-              on_new_connection: [{ object_key: 'envoy.tcp_proxy.cluster', format_string: { text_format_source: { inline_string: dyn('cluster') } } }],
-            }),
-          },
-          {
             name: 'envoy.filters.network.tcp_proxy',
             typed_config: encodeAny(T.tcpProxy, {
               stat_prefix: `clusterlink_egress_${imp.namespace}_${imp.name}`,
-              cluster: fallback,
+              cluster: exporters.length > 0 ? XDS_NAMES.import(imp.namespace, imp.name) : XDS_NAMES.authz,
+              upstream_connect_mode: 'ON_DOWNSTREAM_DATA',
+              max_early_data_bytes: { value: 64 * 1024 },
+              check_drain_close: { value: true },
+              ...(imp.sessionAffinity === 'ClientIP' ? { hash_policy: [{ source_ip: {} }] } : {}),
               tunneling_config: {
                 hostname: dyn('authority'),
                 headers_to_add: clientHeaders.map(([header, key]) => ({ header: { key: header, value: dyn(key) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
               },
               idle_timeout: seconds(opts.idleTimeoutSeconds ?? 3600),
+              // A refused connection ejects that gateway (outlier detection below): the second
+              // attempt goes to the next exporter (round-robin) or the next priority (static).
               max_connect_attempts: { value: 2 },
             }),
           },
@@ -114,7 +138,74 @@ function egressListener(slice: Slice, imp: Slice['imports'][number], opts: Resou
   });
 }
 
+function upstreamTls(peer: string, pin: string | null) {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: encodeAny(T.upstreamTls, {
+      sni: peer,
+      common_tls_context: {
+        tls_params: tlsParams,
+        tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)],
+        // The CA bundle comes by SDS; the SAN must name this very peer, and its committed
+        // certificate is pinned here too (a new pin changes the cluster).
+        combined_validation_context: {
+          default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: peer } }], ...(pin ? { verify_certificate_hash: [pin] } : {}) },
+          validation_context_sds_secret_config: sds(XDS_NAMES.fabricCa),
+        },
+      },
+    }),
+  };
+}
+
+const HTTP1_UPSTREAM = { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': encodeAny(T.httpOptions, { explicit_http_config: { http_protocol_options: {} } }) };
+
+/**
+ * One cluster per import for Envoy: every exporter's gateways, each endpoint with its peer's TLS
+ * (SNI, SAN, pin) through transport_socket_matches. lbScheme round-robin / random balance over all
+ * of them; static puts source i at priority i, so traffic moves to the next exporter when the
+ * first one's gateways are ejected (a refused connection ejects at once, a failed CONNECT after 3).
+ */
+function importCluster(slice: Slice, imp: Slice['imports'][number]): AnyResource | null {
+  const exporters = envoyExporters(imp);
+  if (exporters.length === 0) return null;
+  const pin = (peer: string): string | null => slice.members.find((m) => m.name === peer)?.certificateFingerprint ?? null;
+  const endpoint = (peer: string, g: { host: string; port: number }) => ({
+    endpoint: { address: sock(g.host, g.port) },
+    metadata: { filter_metadata: { 'envoy.transport_socket_match': struct({ peer }) } },
+  });
+  const name = XDS_NAMES.import(imp.namespace, imp.name);
+  const allIps = exporters.every((e) => e.gateways.every((g) => isIP(g.host) !== 0));
+  return encodeAny(TYPE_URL.cluster, {
+    name,
+    type: allIps ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: seconds(5),
+    lb_policy: imp.sessionAffinity === 'ClientIP' ? 'RING_HASH' : imp.lbScheme === 'random' ? 'RANDOM' : 'ROUND_ROBIN',
+    load_assignment: {
+      cluster_name: name,
+      endpoints:
+        imp.lbScheme === 'static'
+          ? exporters.map((e, i) => ({ priority: i, lb_endpoints: e.gateways.map((g) => endpoint(e.peer, g)) }))
+          : [{ lb_endpoints: exporters.flatMap((e) => e.gateways.map((g) => endpoint(e.peer, g))) }],
+    },
+    transport_socket_matches: exporters.map((e) => ({ name: `peer/${e.peer}`, match: struct({ peer: e.peer }), transport_socket: upstreamTls(e.peer, pin(e.peer)) })),
+    // Never plaintext: an endpoint without a match would use the first exporter's TLS (and fail its SAN check).
+    transport_socket: upstreamTls(exporters[0]!.peer, pin(exporters[0]!.peer)),
+    typed_extension_protocol_options: HTTP1_UPSTREAM,
+    outlier_detection: {
+      split_external_local_origin_errors: true,
+      consecutive_local_origin_failure: { value: 1 },
+      consecutive_5xx: { value: 3 },
+      consecutive_gateway_failure: { value: 3 },
+      base_ejection_time: seconds(10),
+      max_ejection_percent: { value: 100 },
+    },
+  });
+}
+
 function ingressListener(slice: Slice, bind: { address: string; port: number }, opts: ResourceOptions): AnyResource {
+  // The peers that may connect: importers of this peer's exports that are current members (a
+  // revoked or removed peer is not a member), pinned to their committed certificates.
+  const importers = pinsOf(slice, slice.exports.flatMap((e) => e.importers));
   return encodeAny(TYPE_URL.listener, {
     name: XDS_NAMES.ingress,
     address: sock(bind.address, bind.port),
@@ -123,11 +214,20 @@ function ingressListener(slice: Slice, bind: { address: string; port: number }, 
     per_connection_buffer_limit_bytes: { value: 1024 * 1024 },
     filter_chains: [
       {
+        // What authorises a peer is in this filter chain: the fabric CA bundle and the pins of the
+        // importers. A revocation, a removal or a new certificate changes it, and Envoy drains the
+        // gateway's open tunnels (--drain-time-s; docs/xds.md "Closing open tunnels"); the SDS
+        // secret alone would only apply to new handshakes.
+        metadata: { filter_metadata: { 'clusterlink.net': struct({ importers: importers.join(',') }) } },
         transport_socket: {
           name: 'envoy.transport_sockets.tls',
           typed_config: encodeAny(T.downstreamTls, {
             require_client_certificate: { value: true },
-            common_tls_context: { tls_params: tlsParams, tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)], validation_context_sds_secret_config: sds(XDS_NAMES.fabricCa) },
+            common_tls_context: {
+              tls_params: tlsParams,
+              tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)],
+              validation_context: { trusted_ca: { inline_string: slice.caCertificates.join('\n') }, verify_certificate_hash: importers.map((p) => p.slice(p.indexOf('=') + 1)) },
+            },
           }),
         },
         filters: [
@@ -164,30 +264,16 @@ function ingressListener(slice: Slice, bind: { address: string; port: number }, 
   });
 }
 
-function peerCluster(peer: string): AnyResource {
+function peerCluster(slice: Slice, peer: string): AnyResource {
   return encodeAny(TYPE_URL.cluster, {
     name: XDS_NAMES.peer(peer),
     type: 'EDS',
     eds_cluster_config: { eds_config: ads },
     connect_timeout: seconds(5),
     // The remote gateway speaks HTTP/1.1 CONNECT.
-    typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': encodeAny(T.httpOptions, { explicit_http_config: { http_protocol_options: {} } }) },
+    typed_extension_protocol_options: HTTP1_UPSTREAM,
     outlier_detection: { consecutive_5xx: { value: 3 }, consecutive_gateway_failure: { value: 3 }, base_ejection_time: seconds(10) },
-    transport_socket: {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: encodeAny(T.upstreamTls, {
-        sni: peer,
-        common_tls_context: {
-          tls_params: tlsParams,
-          tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)],
-          // The CA bundle and pins come by SDS; the SAN must name this very peer.
-          combined_validation_context: {
-            default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: peer } }] },
-            validation_context_sds_secret_config: sds(XDS_NAMES.fabricCa),
-          },
-        },
-      }),
-    },
+    transport_socket: upstreamTls(peer, slice.members.find((m) => m.name === peer)?.certificateFingerprint ?? null),
   });
 }
 
@@ -212,11 +298,15 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
   out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true, { 'authz-inputs': authzInputsHash(slice) }));
   for (const m of slice.members) {
     if (m.gateways.length === 0) continue;
-    out.clusters.set(XDS_NAMES.peer(m.name), peerCluster(m.name));
+    out.clusters.set(XDS_NAMES.peer(m.name), peerCluster(slice, m.name));
     out.endpoints.set(
       XDS_NAMES.peer(m.name),
       encodeAny(TYPE_URL.endpoint, { cluster_name: XDS_NAMES.peer(m.name), endpoints: [{ lb_endpoints: m.gateways.map((g) => ({ endpoint: { address: sock(g.host, g.port) } })) }] }),
     );
+  }
+  for (const imp of slice.imports) {
+    const c = importCluster(slice, imp);
+    if (c) out.clusters.set(XDS_NAMES.import(imp.namespace, imp.name), c);
   }
   for (const e of slice.exports) out.clusters.set(XDS_NAMES.export(e.namespace, e.name), staticCluster(XDS_NAMES.export(e.namespace, e.name), e.host, e.port));
   const certificatePem = opts.identity?.certificatePem ?? slice.self.certificatePem;

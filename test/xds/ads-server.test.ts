@@ -61,7 +61,7 @@ describe('Envoy resources from a slice', () => {
   it('map the slice as docs/xds.md says (east: two import listeners, peer clusters with SNI; west: a gateway and export clusters)', () => {
     const east = resourcesFor('east');
     expect([...east.listeners.keys()].sort()).toEqual([XDS_NAMES.egress('perf', 'iperf3'), XDS_NAMES.egress('web', 'http')]);
-    expect([...east.clusters.keys()].sort()).toEqual([XDS_NAMES.authz, XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')]);
+    expect([...east.clusters.keys()].sort()).toEqual([XDS_NAMES.authz, XDS_NAMES.import('perf', 'iperf3'), XDS_NAMES.import('web', 'http'), XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')]);
     const west = resourcesFor('west');
     expect([...west.listeners.keys()]).toEqual([XDS_NAMES.ingress]);
     expect([...west.clusters.keys()].sort()).toEqual([XDS_NAMES.authz, XDS_NAMES.export('perf', 'iperf3'), XDS_NAMES.export('web', 'http')]);
@@ -102,8 +102,10 @@ describe('ADS server with the Node data plane xDS client', () => {
         ads.setSnapshot(`east/${protocol}`, resourcesFor('east', r.fabric));
         expect(await waitFor(() => configs.east!.length > before && configs.east!.at(-1)!.upstreams.length === 1, 5000)).toBe(true);
         expect(strip(configs.east!.at(-1)!)).toEqual(expected('east', r.fabric));
-        const st = ads.status().nodes.find((n) => n.node === `east/${protocol}`)!;
-        expect(Number(st.types[TYPE_URL.cluster]!.ackedVersion)).toBeGreaterThanOrEqual(2);
+        // The config is applied before its ACK reaches the server: wait (bounded) for the ACK.
+        const clustersAcked = (): number => Number(ads.status().nodes.find((n) => n.node === `east/${protocol}`)!.types[TYPE_URL.cluster]!.ackedVersion);
+        await waitFor(() => clustersAcked() >= 2, 5000);
+        expect(clustersAcked()).toBeGreaterThanOrEqual(2);
       } finally {
         await Promise.all(clients.map((c) => c.stop()));
       }

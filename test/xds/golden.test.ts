@@ -184,7 +184,7 @@ describe('golden Envoy resources for the 3-peer fabric-example', () => {
     const names = (peer: string) => Object.fromEntries(Object.entries(toDoc(built.get(peer)!).doc).map(([k, v]) => [k, Object.keys(v)]));
     expect(names('east')).toEqual({
       listeners: [XDS_NAMES.egress('perf', 'iperf3'), XDS_NAMES.egress('web', 'http')],
-      clusters: [XDS_NAMES.authz, XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
+      clusters: [XDS_NAMES.authz, XDS_NAMES.import('perf', 'iperf3'), XDS_NAMES.import('web', 'http'), XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
       endpoints: [XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
       secrets: [XDS_NAMES.fabricCa, XDS_NAMES.identity],
     });
