@@ -3,7 +3,7 @@
 // plane's xDS client decodes them back into this form (a test holds the two in agreement).
 import type { DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
 import type { Slice } from '../slice/types.ts';
-import { authzInputsHash } from './resources.ts';
+import { authzInputsHash } from './authz-inputs.ts';
 
 export interface ListenOptions {
   /** Gateway bind address; default: this peer's first gateway in peer.yaml (right for local mode). */

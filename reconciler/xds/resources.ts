@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { encodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
 import { TUNNEL } from '../../dataplane/contracts.ts';
 import type { Slice } from '../slice/types.ts';
+import { authzInputsHash } from './authz-inputs.ts';
 
 export type AnyResource = { type_url: string; value: Buffer };
 
@@ -321,24 +322,6 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
     }),
   );
   return out;
-}
-
-/**
- * Hash of everything the right of a tunnel depends on (policies, members and their pins,
- * revocations, which peers import which export, which exporters an import may use) and nothing
- * else: data planes re-check their open tunnels when it changes, not when only addresses or ports
- * do (a gateway moving, an export's target, an import's port).
- */
-export function authzInputsHash(slice: Slice): string {
-  const inputs = {
-    policies: slice.policies,
-    members: slice.members.map((m) => [m.name, m.labels, m.certificateFingerprint]),
-    revoked: slice.revoked,
-    exports: slice.exports.map((e) => [e.namespace, e.name, e.labels, e.importers]),
-    imports: slice.imports.map((i) => [i.namespace, i.name, i.labels, i.sources.map((s) => [s.peer, s.exportNamespace, s.exportName, s.resolved, s.exportLabels])]),
-    self: slice.self.labels,
-  };
-  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 32);
 }
 
 /** A stable content hash of one resource (what the ADS server compares to push only changes). */
