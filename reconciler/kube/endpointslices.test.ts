@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { endpointSliceManifest, endpointsByFamily, planEndpointSlices, sliceName, type SliceTarget } from './endpointslices.ts';
+import { endpointSliceManifest, endpointsByFamily, planEndpointSlices, sliceName, type EndpointSliceTarget } from './endpointslices.ts';
 import type { DataplaneEndpoint } from './pods.ts';
 import type { ServiceObject } from './services.ts';
 
-const cart: SliceTarget = { namespace: 'shop', name: 'cart', port: 18080, uid: 'u-cart' };
+const cart: EndpointSliceTarget = { namespace: 'shop', name: 'cart', port: 18080, uid: 'u-cart' };
 const pods: DataplaneEndpoint[] = [
   { namespace: 'clusterlink-system', name: 't-2', ips: ['10.0.0.2', 'fd00::2'] },
   { namespace: 'clusterlink-system', name: 't-1', ips: ['10.0.0.1'], nodeName: 'n1' },
 ];
 
-function existingFrom(t: SliceTarget, family: 'IPv4' | 'IPv6', p: DataplaneEndpoint[] = pods, peer = 'east'): ServiceObject {
+function existingFrom(t: EndpointSliceTarget, family: 'IPv4' | 'IPv6', p: DataplaneEndpoint[] = pods, peer = 'east'): ServiceObject {
   const m = endpointSliceManifest(t, family, endpointsByFamily(p)[family], peer);
   return { namespace: m.metadata.namespace, name: m.metadata.name, labels: m.metadata.labels, annotations: m.metadata.annotations };
 }

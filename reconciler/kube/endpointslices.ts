@@ -20,7 +20,7 @@ export const MAX_ENDPOINTS_PER_SLICE = 1000;
 export type AddressType = 'IPv4' | 'IPv6';
 
 /** One import Service that should have slices: where, the port the data plane listens on, its uid. */
-export interface SliceTarget extends ObjectRef {
+export interface EndpointSliceTarget extends ObjectRef {
   /** The import's listen port (targetPort ?? port). */
   port: number;
   /** For the owner reference (garbage collection with the Service); omitted when unknown. */
@@ -47,7 +47,7 @@ export interface EndpointSliceManifest {
   ports: { name: 'tcp'; port: number; protocol: 'TCP' }[];
 }
 
-export interface SlicePlan {
+export interface EndpointSlicePlan {
   apply: EndpointSliceManifest[];
   prune: ObjectRef[];
   unchanged: number;
@@ -85,7 +85,7 @@ export function endpointsByFamily(pods: readonly DataplaneEndpoint[]): Record<Ad
 }
 
 /** The slice we want for one Service and address family, with its spec-hash annotation. */
-export function endpointSliceManifest(target: SliceTarget, family: AddressType, endpoints: EndpointSliceManifest['endpoints'], peer: string): EndpointSliceManifest {
+export function endpointSliceManifest(target: EndpointSliceTarget, family: AddressType, endpoints: EndpointSliceManifest['endpoints'], peer: string): EndpointSliceManifest {
   const manifest: EndpointSliceManifest = {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -109,7 +109,7 @@ export function endpointSliceManifest(target: SliceTarget, family: AddressType, 
  * endpoints" explicitly), an IPv6 slice only while some ready data-plane pod has an IPv6 address.
  * `existing` = our slices plus any foreign slice whose name we would take.
  */
-export function planEndpointSlices(targets: readonly SliceTarget[], pods: readonly DataplaneEndpoint[], existing: readonly ServiceObject[], peer: string): SlicePlan {
+export function planEndpointSlices(targets: readonly EndpointSliceTarget[], pods: readonly DataplaneEndpoint[], existing: readonly ServiceObject[], peer: string): EndpointSlicePlan {
   const byFamily = endpointsByFamily(pods);
   const existingByKey = new Map(existing.map((s) => [`${s.namespace}/${s.name}`, s]));
   const wanted = new Set<string>();
@@ -139,7 +139,7 @@ export function planEndpointSlices(targets: readonly SliceTarget[], pods: readon
   return { apply, prune: prune.sort(cmp), unchanged, conflicts: conflicts.sort(cmp) };
 }
 
-export interface SliceApplyResult {
+export interface EndpointSliceApplyResult {
   applied: ObjectRef[];
   pruned: ObjectRef[];
   unchanged: number;
@@ -180,8 +180,8 @@ export class EndpointSliceApplier {
     return out;
   }
 
-  async reconcile(targets: readonly SliceTarget[], pods: readonly DataplaneEndpoint[]): Promise<SliceApplyResult> {
-    const empty: SliceApplyResult = { applied: [], pruned: [], unchanged: 0, conflicts: [], errors: [], writes: 0 };
+  async reconcile(targets: readonly EndpointSliceTarget[], pods: readonly DataplaneEndpoint[]): Promise<EndpointSliceApplyResult> {
+    const empty: EndpointSliceApplyResult = { applied: [], pruned: [], unchanged: 0, conflicts: [], errors: [], writes: 0 };
     let existing: ServiceObject[];
     try {
       existing = await this.list(undefined, ownedSliceSelector(this.opts.peer));

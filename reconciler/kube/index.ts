@@ -10,7 +10,7 @@ import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import type { Slice } from '../slice/types.ts';
 import { ServiceApplier, type ServiceApplyResult } from './apply.ts';
 import { errorMessage, sleep } from './api.ts';
-import { EndpointSliceApplier, type SliceApplyResult, type SliceTarget } from './endpointslices.ts';
+import { EndpointSliceApplier, type EndpointSliceApplyResult, type EndpointSliceTarget } from './endpointslices.ts';
 import { startLeaderElection, type LeaderElector } from './leader.ts';
 import { startPodWatcher, type PodWatcher } from './pods.ts';
 import { StatusWriter } from './status.ts';
@@ -21,7 +21,7 @@ export type { ServiceManifest, ServiceObject, ServicePlan, ObjectRef, ServiceCon
 export { statusConfigMapName } from './status.ts';
 export type { ServiceApplyError } from './apply.ts';
 export { endpointSliceManifest, planEndpointSlices, sliceName, LABEL_SERVICE_NAME, LABEL_SLICE_MANAGED_BY } from './endpointslices.ts';
-export type { EndpointSliceManifest, SliceTarget } from './endpointslices.ts';
+export type { EndpointSliceManifest, EndpointSliceTarget } from './endpointslices.ts';
 
 export interface KubeTargetOptions {
   kubeConfig: KubeConfig;
@@ -60,7 +60,7 @@ export interface KubeTargetOptions {
   onEndpointsSynced?: (report: EndpointSyncReport) => void;
 }
 
-export interface EndpointSyncReport extends SliceApplyResult {
+export interface EndpointSyncReport extends EndpointSliceApplyResult {
   durationMs: number;
 }
 
@@ -116,7 +116,7 @@ export function startKubeTarget(opts: KubeTargetOptions): KubeTarget {
   let podsListed = false;
   void pods?.ready.then(() => (podsListed = true), () => undefined);
   // The Services in place after the last leader apply: what the slices are written for.
-  let sliceTargets: SliceTarget[] | undefined;
+  let sliceTargets: EndpointSliceTarget[] | undefined;
   let syncTimer: NodeJS.Timeout | undefined;
   const stopper = new AbortController();
 
@@ -214,7 +214,7 @@ export function startKubeTarget(opts: KubeTargetOptions): KubeTarget {
     if (slices && pods) {
       const firstImport = new Map<string, (typeof slice.imports)[number]>();
       for (const i of slice.imports) if (!firstImport.has(`${i.namespace}/${i.name}`)) firstImport.set(`${i.namespace}/${i.name}`, i);
-      const targets: SliceTarget[] = [];
+      const targets: EndpointSliceTarget[] = [];
       for (const l of svc.live) {
         const i = firstImport.get(`${l.namespace}/${l.name}`);
         if (i) targets.push({ namespace: l.namespace, name: l.name, uid: l.uid, port: i.targetPort ?? i.port });

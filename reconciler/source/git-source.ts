@@ -104,7 +104,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     }
     if (!state.lastAppliedRevision) return;
     try {
-      await process(state.lastAppliedRevision, { restoring: true });
+      await evaluateHead(state.lastAppliedRevision, { restoring: true });
       log.info({ revision: state.lastAppliedRevision }, 'serving the last applied revision from the cache');
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'cache state unusable; fetching afresh');
@@ -167,7 +167,8 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     }
   }
 
-  async function process(head: string, o: { restoring?: boolean } = {}): Promise<void> {
+  /** Peels a fetched head to its commit and takes it through the gates (signature, fast-forward, tree, validation) to the listeners. */
+  async function evaluateHead(head: string, o: { restoring?: boolean } = {}): Promise<void> {
     const peeled = await peel(head);
     const revision = peeled.commit;
     if (!o.restoring && !tracker.isNew(revision)) return;
@@ -261,7 +262,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
       return;
     }
     try {
-      await process(head);
+      await evaluateHead(head);
     } catch (err) {
       // Corrupt objects, unreadable commits: the revision is refused, nothing downstream changes.
       tracker.rejected(head, { stage: 'tree', message: (err as Error).message });
