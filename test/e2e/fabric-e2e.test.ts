@@ -14,7 +14,6 @@ import http from 'node:http';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tls from 'node:tls';
 import { httpGet as demoHttpGet } from '../../reconciler/demo/demo.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TUNNEL } from '../../dataplane/contracts.ts';
@@ -24,7 +23,7 @@ import type { FreshFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { startPeerRuntime, type PeerRuntime } from '../../reconciler/runtime/peer-runtime.ts';
 import { createGitSource } from '../../reconciler/source/git-source.ts';
-import { echoThrough, openEchoConnection, startEchoServer, waitFor, type EchoConnection } from '../fixtures/servers.ts';
+import { echoThrough, openEchoConnection, rawConnect as rawConnectTo, startEchoServer, waitFor, type EchoConnection } from '../fixtures/servers.ts';
 import { blockRange, clientsOf, freshFabric, PEERS, type PeerName } from '../faults/harness.ts';
 
 const R = blockRange(131);
@@ -170,49 +169,9 @@ async function perfRoundTrips(n: number): Promise<{ ok: number; west: number; ed
 }
 
 /** CONNECT straight to a gateway with a peer's certificate (egress bypassed); the reply head. */
-function rawConnect(opts: { as: PeerName; gateway: string; sni: string; authority: string; headers: Record<string, string> }): Promise<{ status: number; headers: Map<string, string>; socket: tls.TLSSocket }> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host: opts.gateway,
-      port: GATEWAY_PORT,
-      servername: opts.sni,
-      cert: fresh.peers[opts.as]!.certificatePem,
-      key: fresh.peers[opts.as]!.privateKeyPem,
-      ca: [fresh.ca.certificatePem],
-      minVersion: 'TLSv1.3',
-    });
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('no reply to CONNECT within 5 s'));
-    }, 5000);
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.once('secureConnect', () => {
-      let head = `CONNECT ${opts.authority} HTTP/1.1\r\nHost: ${opts.authority}\r\n`;
-      for (const [k, v] of Object.entries(opts.headers)) head += `${k}: ${v}\r\n`;
-      socket.write(`${head}\r\n`);
-    });
-    const onData = (d: Buffer): void => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      clearTimeout(timer);
-      socket.off('data', onData);
-      const rest = buf.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      const [start, ...lines] = buf.toString('latin1', 0, end).split('\r\n');
-      const headers = new Map<string, string>();
-      for (const l of lines) {
-        const i = l.indexOf(':');
-        if (i > 0) headers.set(l.slice(0, i).trim().toLowerCase(), l.slice(i + 1).trim());
-      }
-      resolve({ status: Number((start ?? '').split(' ')[1]), headers, socket });
-    };
-    socket.on('data', onData);
-  });
+function rawConnect(opts: { as: PeerName; gateway: string; sni: string; authority: string; headers: Record<string, string> }): ReturnType<typeof rawConnectTo> {
+  const peer = fresh.peers[opts.as]!;
+  return rawConnectTo({ host: opts.gateway, port: GATEWAY_PORT, servername: opts.sni, cert: peer.certificatePem, key: peer.privateKeyPem, ca: [fresh.ca.certificatePem], authority: opts.authority, headers: opts.headers });
 }
 
 async function startServices(): Promise<void> {
