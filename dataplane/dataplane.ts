@@ -327,9 +327,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const sessionKey = endpointKey(up.peer, ep);
       const { session, refresh } = sessionFor(sessionKey);
       // highWaterMark reaches the TLSSocket (Node passes it through; not in the option types).
-      const options: tls.ConnectionOptions & { highWaterMark: number } = {
+      const options: tls.ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean } = {
         host: ep.host,
         port: ep.port,
+        // The relay carries half-close (relay.ts): a FIN from the gateway must not end our write side.
+        allowHalfOpen: true,
         servername: up.sni,
         secureContext: clientContext,
         minVersion: 'TLSv1.3',
@@ -664,7 +666,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     }
     for (const [key, e] of wanted) {
       if (egressServers.has(key)) continue;
-      const server = net.createServer({ noDelay: true, pauseOnConnect: true, highWaterMark: RELAY_HIGH_WATER_MARK }, (sock) => {
+      const server = net.createServer({ noDelay: true, pauseOnConnect: true, allowHalfOpen: true, highWaterMark: RELAY_HIGH_WATER_MARK }, (sock) => {
         onEgressConnection(e, sock).catch((err: Error) => {
           log.error({ import: e.importRef, err: err.message }, 'egress connection failed');
           sock.destroy();
@@ -757,7 +759,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       reply(socket, verdict.status, verdict.status === 404 ? 'Not Found' : 'Forbidden', denyReason(verdict.explanation));
       return;
     }
-    const upstreamOptions: net.NetConnectOpts & { highWaterMark: number } = { host: verdict.target.host, port: verdict.target.port, noDelay: true, highWaterMark: RELAY_HIGH_WATER_MARK };
+    const upstreamOptions: net.NetConnectOpts & { highWaterMark: number } = { host: verdict.target.host, port: verdict.target.port, noDelay: true, allowHalfOpen: true, highWaterMark: RELAY_HIGH_WATER_MARK };
     const upstream = net.connect(upstreamOptions);
     const connected = await new Promise<boolean>((resolve) => {
       const settle = (ok: boolean): void => {
@@ -855,6 +857,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       rejectUnauthorized: true,
       handshakeTimeout: limits.handshakeTimeoutMs,
       noDelay: true,
+      // Tunnels carry half-close (relay.ts): a peer's FIN must not end the reply direction.
+      allowHalfOpen: true,
     });
     server.maxConnections = limits.maxIngressConnections;
     // Beyond the limit Node closes new connections at accept. Every drop is counted; the log gets

@@ -7,7 +7,10 @@
 //    per tunnel. Here the listeners are module-level functions and the per-tunnel state is one
 //    object reachable from both sockets, so an idle tunnel holds no closure of its own.
 // Backpressure is explicit: a write that returns false pauses the source until the destination's
-// 'drain'. Either side closing or failing tears both down.
+// 'drain'. Half-close is carried like Envoy's tcp_proxy: a FIN read on one side is passed on (end()
+// on the other, after what is queued), the other direction keeps flowing, and the tunnel is done
+// when both directions have ended. An error, a reset or a destroy by the owner tears both down.
+// Both sockets must be created with allowHalfOpen: true (else Node ends the write side on FIN).
 // Idle time-out without a timer per tunnel or per chunk: the data handler only sets a flag, and
 // the owner's periodic sweep (idleFor) turns flag and write-queue changes into a timestamp.
 import type net from 'node:net';
@@ -100,13 +103,32 @@ function onDrain(this: RelaySocket): void {
   if (src && src.isPaused()) src.resume();
 }
 
+/** A FIN read here: passed on once the other side has written what it still holds. */
 function onEnd(this: RelaySocket): void {
-  peerOf(this)?.end();
+  const dst = peerOf(this);
+  if (!dst) return;
+  if (dst.writableCorked > 0) dst.uncork();
+  dst.end();
 }
 
-function onDone(this: RelaySocket): void {
+/** Error: both sockets are torn down at once. */
+function onError(this: RelaySocket): void {
+  const st = this[STATE];
+  if (st && !st.closed) finish(st);
+}
+
+function onClose(this: RelaySocket, hadError: boolean): void {
   const st = this[STATE];
   if (!st || st.closed) return;
+  const other = st.a === this ? st.b : st.a;
+  // Closed after both directions ended (its FIN read and passed on, the other's FIN written to it):
+  // the other side is writing its last bytes and closes by itself; until then the tunnel is open.
+  const graceful = !hadError && this.readableEnded && this.writableFinished && other.readableEnded;
+  if (graceful && !other.closed) return;
+  finish(st);
+}
+
+function finish(st: RelayState): void {
   st.closed = true;
   st.a.destroy();
   st.b.destroy();
@@ -118,21 +140,22 @@ function attach(s: RelaySocket, st: RelayState): void {
   s.on('data', onData);
   s.on('drain', onDrain);
   s.on('end', onEnd);
-  s.on('error', onDone);
-  s.on('close', onDone);
+  s.on('error', onError);
+  s.on('close', onClose);
 }
 
 /**
- * Joins two sockets both ways with backpressure; when either closes or fails both are destroyed
- * and `onClose` gets the bytes written to b (a → b) and to a (b → a). Both sockets should have
- * a writable high-water mark of at least 64 KiB so that a corked batch of TLS chunks fits.
+ * Joins two sockets both ways with backpressure and half-close; when both directions have ended,
+ * or either side fails or is destroyed, both are closed and `onClose` gets the bytes written to b
+ * (a → b) and to a (b → a). Both sockets must allow half-open connections and should have a
+ * writable high-water mark of at least 64 KiB so that a corked batch of TLS chunks fits.
  */
 export function relay(a: net.Socket, b: net.Socket, onClose: (bytesAtoB: number, bytesBtoA: number) => void): RelayHandle {
   const st: RelayState = { a, b, closed: false, moved: false, queued: 0, activeAt: performance.now(), onClose };
   attach(a, st);
   attach(b, st);
   if (a.destroyed || b.destroyed) {
-    onDone.call(a);
+    finish(st);
     return st;
   }
   a.setKeepAlive(true, KEEPALIVE_DELAY_MS);
