@@ -12,10 +12,11 @@ import git from 'isomorphic-git';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { loadFabricFiles, ParseCache, type LoadLimits } from '../../schema/load.ts';
+import { DEFAULT_LIMITS, loadFabricFiles, ParseCache, type LoadLimits } from '../../schema/load.ts';
 import type { FabricModel, LoadResult, SigningKey } from '../../schema/model.ts';
 import { boundedHttpClient, redactUrl, type GitAuth } from './http-client.ts';
 import { BlobCache, readCommitTree, TreeError } from './git-tree.ts';
+import { guardUploadPackResponse, type DroppedObject, type PackLimits } from './pack-guard.ts';
 import { createRevisionTracker } from './revision-tracker.ts';
 import { splitSignedObject, verifyCommitSignature } from './signatures.ts';
 import type { FabricSource, RevisionListener } from './types.ts';
@@ -35,7 +36,10 @@ export interface GitSourceOptions {
   allowNonFastForward?: boolean;
   /** Per HTTP request, connect to last byte. */
   timeoutMs?: number;
+  /** Size of one HTTP response from the Git server, i.e. of a fetched pack on the wire (default 32 MiB). */
   maxResponseBytes?: number;
+  /** Bounds applied to a fetched pack from its object headers, before inflating (pack-guard.ts). Default: maxObjectBytes = limits.maxFileBytes, 500,000 objects, 256 MiB inflated in all. */
+  packLimits?: Partial<PackLimits>;
   /** Initial clone depth (shallow); later fetches bring only what is new. */
   depth?: number;
   /** Cap of the retry delay while the server is unreachable. */
@@ -48,6 +52,8 @@ export interface GitSourceOptions {
   logger?: Logger;
   random?: () => number;
 }
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 
 const stateSchema = z.object({ lastAppliedRevision: z.string().regex(/^[0-9a-f]{40}$/).nullable() });
 const REMOTE = 'origin';
@@ -62,7 +68,27 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
   const pollIntervalMs = opts.pollIntervalMs ?? 30_000;
   const maxBackoffMs = opts.maxBackoffMs ?? 5 * 60_000;
   const random = opts.random ?? Math.random;
-  const http = boundedHttpClient({ timeoutMs: opts.timeoutMs ?? 20_000, maxResponseBytes: opts.maxResponseBytes ?? 256 * 1024 * 1024, auth: opts.auth });
+  const packLimits: PackLimits = {
+    maxObjectBytes: opts.limits?.maxFileBytes ?? DEFAULT_LIMITS.maxFileBytes,
+    maxObjects: 500_000,
+    maxInflatedBytes: 256 * 1024 * 1024,
+    ...opts.packLimits,
+  };
+  /** Objects cut out of fetched packs for their size, by id (bounded: the most recent 4,096). */
+  const droppedObjects = new Map<string, DroppedObject>();
+  const inspectUploadPack = async (body: Buffer): Promise<Buffer> => {
+    const guarded = await guardUploadPackResponse(body, packLimits);
+    if (guarded.dropped.length > 0) {
+      for (const d of guarded.dropped) {
+        if (d.oid === null) continue;
+        droppedObjects.set(d.oid, d);
+        if (droppedObjects.size > 4096) droppedObjects.delete(droppedObjects.keys().next().value!);
+      }
+      log.warn({ url: shownUrl, dropped: guarded.dropped.map((d) => ({ oid: d.oid, type: d.type, bytes: d.bytes })), limit: packLimits.maxObjectBytes }, `${guarded.dropped.length} object(s) over the ${packLimits.maxObjectBytes}-byte limit cut out of the fetched pack before inflating; a revision that needs them is refused`);
+    }
+    return guarded.body;
+  };
+  const http = boundedHttpClient({ timeoutMs: opts.timeoutMs ?? 20_000, maxResponseBytes: opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, auth: opts.auth, inspectUploadPack });
   // One parse cache per source: a new revision re-parses only the files it changed.
   const parseCache = new ParseCache();
   const load = opts.load ?? ((files) => loadFabricFiles(files, { limits: opts.limits, cache: parseCache }));
@@ -184,7 +210,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
         let required = trust?.requireSignedCommits ?? false;
         if (requireFromNew) {
           // Trust on first use: the first revision's own fabric.yaml says whether signatures are required.
-          const files = await readCommitTree(gitdir, revision, opts.limits, cache, blobs);
+          const files = await readCommitTree(gitdir, revision, opts.limits, cache, blobs, droppedObjects);
           const first = load(files);
           required = first.ok && first.fabric.repo.requireSignedCommits;
           keys = first.ok ? first.fabric.repo.allowedSigningKeys : [];
@@ -214,7 +240,7 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     let files: Map<string, Uint8Array>;
     const treeStarted = performance.now();
     try {
-      files = await readCommitTree(gitdir, revision, opts.limits, cache, blobs);
+      files = await readCommitTree(gitdir, revision, opts.limits, cache, blobs, droppedObjects);
     } catch (err) {
       if (err instanceof TreeError) return tracker.rejected(revision, { stage: 'tree', message: err.message, ...(err.file ? { file: err.file } : {}) });
       throw err;

@@ -38,7 +38,18 @@ interface Subtree {
 
 const MAX_DEPTH = 16;
 
-export async function readCommitTree(gitdir: string, commitOid: string, limits: Partial<LoadLimits> = {}, cache: object = {}, blobCache?: BlobCache): Promise<Map<string, Uint8Array>> {
+/**
+ * `dropped`: objects cut out of fetched packs for their size (pack-guard.ts); a tree entry naming
+ * one is refused with its size instead of a bare "object not found".
+ */
+export async function readCommitTree(
+  gitdir: string,
+  commitOid: string,
+  limits: Partial<LoadLimits> = {},
+  cache: object = {},
+  blobCache?: BlobCache,
+  dropped?: ReadonlyMap<string, { bytes: number }>,
+): Promise<Map<string, Uint8Array>> {
   const lim = { ...DEFAULT_LIMITS, ...limits };
   const files = new Map<string, Uint8Array>();
   const seenBlobs = new Map<string, Uint8Array>();
@@ -81,6 +92,8 @@ export async function readCommitTree(gitdir: string, commitOid: string, limits: 
       if (!prefix && SKIPPED_TOP.has(entry.path)) continue;
       if (entry.mode === '120000') throw new TreeError(`${path} is a symbolic link; the fabric repository must hold regular files only`, path);
       if (entry.mode === '160000') throw new TreeError(`${path} is a submodule; the fabric repository must not contain submodules`, path);
+      const cut = dropped?.get(entry.oid);
+      if (cut) throw new TreeError(`${path} is ${cut.bytes} bytes, over the ${lim.maxFileBytes}-byte limit per file (refused from the pack's object header, before inflating)`, path);
       if (entry.type === 'tree') {
         const sub = await subtree(entry.oid, path, depth + 1);
         for (const [rel, oid, blob] of sub.files) onFile(`${entry.path}/${rel}`, oid, blob);

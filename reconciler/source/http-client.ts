@@ -18,6 +18,8 @@ export interface BoundedHttpOptions {
   auth?: GitAuth;
   /** CA bundle (PEM) for a private Git server. */
   ca?: string;
+  /** Vets (and may rewrite) the complete body of a successful git-upload-pack response before isomorphic-git sees it; throwing refuses the fetch. */
+  inspectUploadPack?: (body: Buffer) => Promise<Buffer>;
 }
 
 export class GitHttpError extends Error {
@@ -85,7 +87,11 @@ export function boundedHttpClient(opts: BoundedHttpOptions): HttpClient {
               clearTimeout(timer);
               const flat: Record<string, string> = {};
               for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) flat[k] = Array.isArray(v) ? v.join(', ') : v;
-              resolve({ url: req.url, method: req.method, statusCode: res.statusCode ?? 0, statusMessage: res.statusMessage ?? '', headers: flat, body: once(Buffer.concat(parts)) });
+              const answer = (body: Buffer): void => resolve({ url: req.url, method: req.method, statusCode: res.statusCode ?? 0, statusMessage: res.statusMessage ?? '', headers: flat, body: once(body) });
+              const whole = Buffer.concat(parts);
+              if (opts.inspectUploadPack && res.statusCode === 200 && url.pathname.endsWith('/git-upload-pack')) {
+                opts.inspectUploadPack(whole).then(answer, (err: Error) => reject(new GitHttpError(`pack from ${shown} refused: ${err.message}`)));
+              } else answer(whole);
             });
             res.on('error', (err) => reject(err));
           },
