@@ -169,6 +169,7 @@ describe('planMigration', () => {
 
   it('writes a peer known only from Peer objects, and says its objects were not read', () => {
     const [east] = twoClusters();
+    east!.ingress = { host: '198.51.100.1', port: 443, source: 'Instance status' };
     const plan = planMigration([east!], OPTS);
     expect(plan.peers.map((p) => [p.name, p.context])).toEqual([
       ['east', 'kind-east'],
@@ -176,11 +177,26 @@ describe('planMigration', () => {
     ]);
     expect(plan.files.has('peers/west/peer.yaml')).toBe(true);
     expect((parse(plan.files.get('peers/west/peer.yaml')!) as { metadata: unknown }).metadata).toEqual({ name: 'west', labels: { region: 'us-west' } });
-    expect(plan.items.find((i) => i.topic === 'peer' && i.peer === 'west')!.message).toContain('its own Exports, Imports and policies were not read');
+    expect(plan.items.find((i) => i.topic === 'peer' && i.peer === 'west')!.message).toContain("its own Exports, Imports and policies were not read, so the exports imported from it (by east's Import web/http) are missing");
+    // validate refuses east's import (west exports nothing yet): that is the step above, not a problem of its own.
+    const validation = validateFiles(filesOf(plan));
+    expect(validation.errors.map((d) => `${d.code} ${d.file}`)).toEqual(['unknown-export peers/east/imports/web.http.yaml']);
+    expect(renderReport(plan, validation, { repoDir: 'fabric', readAt: new Date(0), fabricName: 'example' }).checked.unexplained).toEqual([]);
     // Already in the repository (migrated earlier, or written by its team): left alone, and no step about it.
     const later = planMigration([east!], { ...OPTS, existingPeers: new Set(['west']) });
     expect([...later.files.keys()].filter((p) => p.startsWith('peers/west/'))).toEqual([]);
     expect(later.items.filter((i) => i.peer === 'west')).toEqual([]);
+  });
+
+  it('lists an import from a peer nobody knows, and validate reports it there', () => {
+    const [east] = twoClusters();
+    east!.peers = [];
+    east!.ingress = { host: '198.51.100.1', port: 443, source: 'Instance status' };
+    const plan = planMigration([east!], OPTS);
+    expect(plan.items.find((i) => i.topic === 'peer')!.message).toBe('Import web/http on east imports from peer west, which no migrated cluster is and no ClusterLink Peer object describes');
+    const validation = validateFiles(filesOf(plan));
+    expect(validation.errors.map((d) => `${d.code} ${d.file}`)).toEqual(['unknown-peer peers/east/imports/web.http.yaml']);
+    expect(renderReport(plan, validation, { repoDir: 'fabric', readAt: new Date(0), fabricName: 'example' }).checked.unexplained).toEqual([]);
   });
 
   it('refuses two contexts that are the same peer', () => {

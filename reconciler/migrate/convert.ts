@@ -132,6 +132,12 @@ export function cleanObject(kind: ClusterLinkKind, obj: ClusterLinkObject): Clea
   return { doc: { apiVersion: API_VERSION, kind, metadata, spec }, dropped, leasedTargetPort };
 }
 
+/** The peers an Import's sources name, as far as the spec has that shape. */
+function sourcePeers(imp: ClusterLinkObject): string[] {
+  const sources = Array.isArray(imp.spec?.sources) ? (imp.spec.sources as unknown[]) : [];
+  return sources.flatMap((src) => (isRecord(src) && typeof src.peer === 'string' ? [src.peer] : []));
+}
+
 const header = (lines: string[]): string => lines.map((l) => `# ${l}\n`).join('');
 
 function render(doc: Record<string, unknown>, comment: string[]): string {
@@ -222,6 +228,9 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
   const labelUse = peerLabelKeysUsedByPolicies(snapshots);
   const allPeerNames = [...[...migrated.keys()].sort(), ...remoteOnly.sort()];
 
+  /** Each written Import: its file and the peers its sources name (what validate's import errors point at). */
+  const importFiles: { peer: string; ref: string; path: string; sourcePeers: string[] }[] = [];
+
   for (const name of allPeerNames) {
     const s = migrated.get(name) ?? null;
     const dir = `peers/${name}`;
@@ -306,13 +315,17 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
 
     const counts: Record<ClusterLinkKind, number> = { Export: 0, Import: 0, AccessPolicy: 0, PrivilegedAccessPolicy: 0 };
     if (!s) {
+      // Migrated peers come first, so every import naming this peer is written by now.
+      const importers = importFiles.filter((f) => f.sourcePeers.includes(name));
       items.push({
         severity: 'todo',
         topic: 'peer',
         peer: name,
-        message: `${name} appears only in other clusters' ClusterLink Peer objects: its own Exports, Imports and policies were not read`,
+        message:
+          `${name} appears only in other clusters' ClusterLink Peer objects: its own Exports, Imports and policies were not read` +
+          (importers.length > 0 ? `, so the exports imported from it (by ${importers.map((f) => `${f.peer}'s Import ${f.ref}`).join(', ')}) are missing` : ''),
         action: [`run \`clgo migrate\` again with ${name}'s kubeconfig context added (--context <ctx> --peer <ctx>=${name}), or let ${name}'s team fill ${dir}/`],
-        expects: [],
+        expects: importers.map((f) => ({ code: 'unknown-export', file: f.path })),
       });
       peers.push({ name, context: null, source: 'ClusterLink Peer objects in other clusters', counts });
       continue;
@@ -329,6 +342,7 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
         const path = `${dir}/${DIR[kind]}/${base}`;
         const ref = `${kind} ${obj.metadata.namespace && kind !== 'PrivilegedAccessPolicy' ? `${obj.metadata.namespace}/` : ''}${obj.metadata.name}`;
         files.set(path, render(cleaned.doc, [`Migrated from ClusterLink: ${ref} in context ${s.context} (server fields removed).`]));
+        if (kind === 'Import') importFiles.push({ peer: name, ref: `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}`, path, sourcePeers: sourcePeers(obj) });
         counts[kind]++;
         for (const d of cleaned.dropped) if (!['metadata.finalizers', 'metadata.ownerReferences', 'metadata.deletionTimestamp'].includes(d)) dropped.add(d);
         if (cleaned.leasedTargetPort !== null) {
@@ -362,21 +376,17 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
   }
 
   // Imports naming a peer nobody knows: validate reports them; say where they came from.
-  for (const s of snapshots) {
-    for (const imp of s.objects.Import) {
-      const sources = Array.isArray(imp.spec?.sources) ? (imp.spec.sources as unknown[]) : [];
-      for (const src of sources) {
-        const peer = isRecord(src) && typeof src.peer === 'string' ? src.peer : null;
-        if (peer !== null && !migrated.has(peer) && !described.has(peer) && !opts.existingPeers?.has(peer)) {
-          items.push({
-            severity: 'todo',
-            topic: 'peer',
-            peer: s.peer.name,
-            message: `Import ${imp.metadata.namespace ?? 'default'}/${imp.metadata.name} on ${s.peer.name} imports from peer ${peer}, which no migrated cluster is and no ClusterLink Peer object describes`,
-            action: [`migrate ${peer}'s cluster too (--context <ctx> --peer <ctx>=${peer}), or remove the source from the import`],
-            expects: [],
-          });
-        }
+  for (const f of importFiles) {
+    for (const peer of new Set(f.sourcePeers)) {
+      if (!migrated.has(peer) && !described.has(peer) && !opts.existingPeers?.has(peer)) {
+        items.push({
+          severity: 'todo',
+          topic: 'peer',
+          peer: f.peer,
+          message: `Import ${f.ref} on ${f.peer} imports from peer ${peer}, which no migrated cluster is and no ClusterLink Peer object describes`,
+          action: [`migrate ${peer}'s cluster too (--context <ctx> --peer <ctx>=${peer}), or remove the source from ${f.path}`],
+          expects: [{ code: 'unknown-peer', file: f.path }],
+        });
       }
     }
   }
