@@ -201,6 +201,13 @@ spec:
   );
 }
 
+/** The harness's admin token (system:masters). */
+function adminToken(server: KubeApiServer): string {
+  const token = server.adminKubeConfig().getCurrentUser()?.token;
+  if (!token) throw new Error('the test kube-apiserver admin kubeconfig has no token');
+  return token;
+}
+
 function writeKubeconfig(path: string, contexts: { name: string; server: KubeApiServer; token: string }[]): void {
   const kc = new KubeConfig();
   kc.loadFromOptions({
@@ -345,4 +352,101 @@ describe('clgo migrate against real kube-apiservers with ClusterLink CRDs', () =
     expect(badName.err).toContain('context kind-west: peer name "West_1" (from --peer kind-west=West_1) cannot name a fabric peer');
     expect(readdirSync(repo)).toEqual(['fabric.yaml']);
   }, 60_000);
+});
+
+// ClusterLink's BookInfo tutorial, set up the way the tutorial does it (three clusters, its own
+// object files through `envsubst | kubectl apply`, peer certificates as `clusterlink deploy peer`
+// stores them), then migrated in one run with the peer names read from the certificates.
+describe("clgo migrate of ClusterLink's BookInfo tutorial (three kube-apiservers)", () => {
+  const TUTORIAL = join(ROOT, 'test/fixtures/clusterlink-bookinfo');
+  const IPS = { CLIENT_IP: '192.0.2.1', SERVER1_IP: '192.0.2.2', SERVER2_IP: '192.0.2.3' };
+  const servers: Record<'client' | 'server1' | 'server2', KubeApiServer | undefined> = { client: undefined, server1: undefined, server2: undefined };
+  let dir: string;
+  let kubeconfig: string;
+
+  /** `envsubst < file | kubectl apply -f -`, as the tutorial does. */
+  const kubectlApply = (server: KubeApiServer, file: string): void => {
+    const text = readFileSync(join(TUTORIAL, file), 'utf8').replace(/\$\{(\w+)\}/g, (_, v: string) => IPS[v as keyof typeof IPS] ?? '');
+    execFileSync('kubectl', ['--kubeconfig', server.kubeconfigPath, 'apply', '-f', '-'], { input: text, stdio: ['pipe', 'ignore', 'pipe'], timeout: 60_000 });
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'clgo-migrate-bookinfo-'));
+    const [client, server1, server2] = await Promise.all([startKubeApiServer({ host: '127.0.196.1' }), startKubeApiServer({ host: '127.0.196.2' }), startKubeApiServer({ host: '127.0.196.3' })]);
+    Object.assign(servers, { client, server1, server2 });
+    const setups: [KubeApiServer, string, string[]][] = [
+      [client, 'client', ['peer-server1.yaml', 'peer-server2.yaml', 'import-reviews-lb-random.yaml', 'allow-policy.yaml', 'deny-server1-policy.yaml']],
+      [server1, 'server1', ['peer-client.yaml', 'export-reviews.yaml', 'allow-policy.yaml']],
+      [server2, 'server2', ['peer-client.yaml', 'export-reviews.yaml', 'allow-policy.yaml']],
+    ];
+    await Promise.all(
+      setups.map(async ([server, peer, files]) => {
+        await installClusterLinkCrds(server);
+        await server.ensureNamespace(CL_NS);
+        const cert = clusterLinkPeerCertificate(peer);
+        await server.applyYaml(`apiVersion: v1\nkind: Secret\nmetadata: { name: cl-peer, namespace: ${CL_NS} }\ndata:\n  cert.pem: ${b64(cert.cert)}\n  key.pem: ${b64(cert.key)}\n`);
+        for (const f of files) kubectlApply(server, f);
+      }),
+    );
+    kubeconfig = join(dir, 'kubeconfig');
+    writeKubeconfig(kubeconfig, [
+      { name: 'kind-client', server: client, token: adminToken(client) },
+      { name: 'kind-server1', server: server1, token: adminToken(server1) },
+      { name: 'kind-server2', server: server2, token: adminToken(server2) },
+    ]);
+  }, 300_000);
+
+  afterAll(async () => {
+    await Promise.all(Object.values(servers).map((s) => s?.stop()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('migrates the tutorial into a fabric that, once its certificates are issued, validates and decides as the tutorial says', async () => {
+    const repo = join(dir, 'fabric');
+    expect((await runClgo('create', 'fabric', '--name', 'bookinfo', '--out', repo, '--ca-key-out', join(dir, 'ca.key'), '--ca-cert-out', join(dir, 'ca.crt'))).code).toBe(0);
+    const res = await runClgo('migrate', '--kubeconfig', kubeconfig, '--context', 'kind-client', '--context', 'kind-server1', '--context', 'kind-server2', '--out', repo);
+    expect(res.code, `${res.out}\n${res.err}`).toBe(0);
+    expect(res.out).toContain('clgo validate: 3 error(s), 3 of them listed steps');
+
+    const tree = readTree(repo);
+    expect([...tree.keys()].filter((p) => p.startsWith('peers/')).sort()).toEqual([
+      'peers/client/imports/default.reviews.yaml',
+      'peers/client/peer.yaml',
+      'peers/client/policies/default.allow-policy.yaml',
+      'peers/client/policies/privileged.deny-from-server1.yaml',
+      'peers/server1/exports/default.reviews.yaml',
+      'peers/server1/peer.yaml',
+      'peers/server1/policies/default.allow-policy.yaml',
+      'peers/server2/exports/default.reviews.yaml',
+      'peers/server2/peer.yaml',
+      'peers/server2/policies/default.allow-policy.yaml',
+    ]);
+    expect((parse(tree.get('peers/client/imports/default.reviews.yaml')!) as { spec: unknown }).spec).toEqual({
+      port: 9080,
+      sources: [
+        { exportName: 'reviews', exportNamespace: 'default', peer: 'server1' },
+        { exportName: 'reviews', exportNamespace: 'default', peer: 'server2' },
+      ],
+      lbScheme: 'random',
+    });
+    // Each peer's gateway is the address the other clusters were given for it (both servers agree on the client's).
+    expect((parse(tree.get('peers/client/peer.yaml')!) as { spec: unknown }).spec).toEqual({ gateways: [{ host: '192.0.2.1', port: 30443 }] });
+    expect((parse(tree.get('peers/server2/peer.yaml')!) as { spec: unknown }).spec).toEqual({ gateways: [{ host: '192.0.2.3', port: 30443 }] });
+    expect(tree.get('MIGRATION.md')).toContain('**client** — context `kind-client` (peer name from the peer certificate in Secret clusterlink-system/cl-peer): 1 import, 1 access policy, 1 privileged access policy');
+
+    for (const peer of ['client', 'server1', 'server2']) {
+      expect((await runClgo('create', 'peer', peer, '--fabric', repo, '--key-out', join(dir, `${peer}.key`), '--csr-out', join(dir, `${peer}.csr`))).code).toBe(0);
+      expect((await runClgo('sign', join(dir, `${peer}.csr`), '--ca', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--fabric', repo)).code).toBe(0);
+    }
+    const valid = await runClgo('validate', repo);
+    expect(valid.code, valid.out).toBe(0);
+
+    // "productpage can access only reviews-v3 from server2, and deny all services from server1".
+    const explained = await runClgo('explain', '--fabric', repo, '--from', 'client', '--import', 'default/reviews', '--client', 'namespace=default', '--format', 'json');
+    const e = JSON.parse(explained.out) as { candidates: { peer: string; allowed: boolean; egress: { policy: string | null; tier: string } }[] };
+    expect(e.candidates.map((c) => [c.peer, c.allowed, c.egress.tier, c.egress.policy])).toEqual([
+      ['server1', false, 'privileged', 'deny-from-server1'],
+      ['server2', true, 'user', 'default/allow-policy'],
+    ]);
+  }, 120_000);
 });
