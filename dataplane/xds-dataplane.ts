@@ -9,6 +9,7 @@ import type { DataplaneConfig } from './contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from './dataplane.ts';
 import { remoteAuthorizer } from './xds-client/remote-authorizer.ts';
 import { startXdsClient, type XdsClientStatus } from './xds-client/client.ts';
+import { controlPlaneCredentials, type ControlPlaneTlsFiles } from './xds-client/tls.ts';
 
 export interface XdsDataplaneOptions {
   /** host:port of the reconciler's ADS server. */
@@ -17,6 +18,8 @@ export interface XdsDataplaneOptions {
   authz: string;
   /** `<peer>` or `<peer>/<pod>`. */
   nodeId: string;
+  /** The mounted peer Secret: the data plane authenticates to the control plane with it, and checks the control plane's certificate. */
+  tls: Omit<ControlPlaneTlsFiles, 'peer'>;
   protocol?: 'sotw' | 'delta';
   limits?: Partial<DataplaneLimits>;
   logger?: Logger;
@@ -34,7 +37,9 @@ export interface XdsDataplane {
 
 export function startXdsDataplane(opts: XdsDataplaneOptions): XdsDataplane {
   const log = opts.logger ?? pino({ level: 'silent' });
-  const authorizer = remoteAuthorizer(opts.authz);
+  const peer = opts.nodeId.split('/')[0] ?? opts.nodeId;
+  const credentials = controlPlaneCredentials({ ...opts.tls, peer });
+  const authorizer = remoteAuthorizer(opts.authz, { credentials, serverName: peer });
   let dataplane: Dataplane | null = null;
   let starting: Promise<Dataplane> | null = null;
   let lastError: string | null = null;
@@ -67,7 +72,7 @@ export function startXdsDataplane(opts: XdsDataplaneOptions): XdsDataplane {
     }
   }
 
-  const client = startXdsClient({ server: opts.xds, nodeId: opts.nodeId, onConfig, protocol: opts.protocol ?? 'sotw', logger: log.child({ component: 'xds-client' }) });
+  const client = startXdsClient({ server: opts.xds, nodeId: opts.nodeId, credentials, serverName: peer, onConfig, protocol: opts.protocol ?? 'sotw', logger: log.child({ component: 'xds-client' }) });
 
   return {
     ready: () => serving !== null,

@@ -5,6 +5,7 @@
 // When the control plane goes away the last good config keeps serving; the client reconnects with
 // exponential back-off and jitter and resubscribes with the versions it holds.
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync, statSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { DataplaneConfig } from '../contracts.ts';
@@ -27,11 +28,15 @@ export interface XdsClientOptions {
   /** `<peer>` or `<peer>/<pod>`. */
   nodeId: string;
   onConfig: (cfg: DataplaneConfig) => void | Promise<void>;
-  /** Default: insecure (the reconciler is local: same pod or host). */
+  /** Default: insecure (tests of the protocol only: the control plane requires mutual TLS, see tls.ts). */
   credentials?: grpc.ChannelCredentials;
+  /** TLS server name (SNI) to ask for: the peer name, whatever address the channel dials. */
+  serverName?: string;
   /** State of the World (default) or incremental (delta) ADS. */
   protocol?: 'sotw' | 'delta';
   backoff?: { initialMs?: number; maxMs?: number };
+  /** How often the files named by the identity secret are checked for a rotation (default 2 s). */
+  identityPollMs?: number;
   random?: () => number;
   logger?: Logger;
 }
@@ -56,7 +61,24 @@ export interface XdsClient {
 }
 
 /** Bounds on what the control plane may send (it is trusted, but a bug must not take the data plane down). */
-const LIMITS = { maxMessageBytes: 64 * 1024 * 1024, maxResourcesPerResponse: 100_000 } as const;
+const LIMITS = { maxMessageBytes: 64 * 1024 * 1024, maxResourcesPerResponse: 100_000, maxIdentityFileBytes: 64 * 1024 } as const;
+
+interface CachedFile {
+  text: string | null;
+  /** inode, size and mtime: a Secret volume's symlink swap changes it. */
+  signature: string;
+}
+
+function readBoundedFile(path: string): CachedFile {
+  try {
+    const st = statSync(path);
+    const signature = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (!st.isFile() || st.size > LIMITS.maxIdentityFileBytes) return { text: null, signature };
+    return { text: readFileSync(path, 'utf8'), signature };
+  } catch (err) {
+    return { text: null, signature: `error:${(err as NodeJS.ErrnoException).code ?? ''}` };
+  }
+}
 
 const discoveryResponse = z.object({
   version_info: z.string().max(256).optional(),
@@ -104,6 +126,7 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.initial_reconnect_backoff_ms': initialMs,
     'grpc.max_reconnect_backoff_ms': maxMs,
+    ...(opts.serverName ? { 'grpc.ssl_target_name_override': opts.serverName } : {}),
   });
 
   const state: ResourceState = { listeners: new Map(), clusters: new Map(), endpoints: new Map(), secrets: new Map() };
@@ -127,6 +150,30 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
   let configVersion: string | null = null;
   /** onConfig calls run one at a time, in order. */
   let applying: Promise<void> = Promise.resolve();
+  /** Files the identity secret names (the mounted peer Secret), re-read when they change on disk. */
+  const identityFiles = new Map<string, CachedFile>();
+  const readIdentityFile = (path: string): string | null => {
+    let f = identityFiles.get(path);
+    if (!f) {
+      identityFiles.set(path, (f = readBoundedFile(path)));
+      if (f.text === null) log.warn({ file: path, error: f.signature }, 'cannot read a file the identity secret names (missing, unreadable or over 64 KiB); retrying');
+    }
+    return f.text;
+  };
+  const identityPoll = setInterval(() => {
+    let changed = false;
+    for (const [path, f] of identityFiles) {
+      const next = readBoundedFile(path);
+      if (next.signature === f.signature && next.text === f.text) continue;
+      identityFiles.set(path, next);
+      changed = true;
+    }
+    if (changed) {
+      log.info({ files: [...identityFiles.keys()] }, 'identity files changed on disk: reloading the peer certificate and key');
+      tryApply();
+    }
+  }, opts.identityPollMs ?? 2000);
+  identityPoll.unref();
 
   const node = { id: opts.nodeId, cluster: 'clusterlink', user_agent_name: 'clusterlink-node-dataplane' };
 
@@ -323,7 +370,7 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
 
   function tryApply(): void {
     const version = `cds=${versions.cluster},eds=${versions.endpoint},lds=${versions.listener},sds=${versions.secret}`;
-    const result = assembleConfig(state, self, version);
+    const result = assembleConfig(state, self, version, readIdentityFile);
     if (!result.ok) {
       missing = result.missing;
       return;
@@ -351,6 +398,7 @@ export function startXdsClient(opts: XdsClientOptions): XdsClient {
     status: () => ({ connected, configVersion, versions: { ...versions }, acks, nacks, lastNack, missing: [...missing], reconnects }),
     stop: async () => {
       stopped = true;
+      clearInterval(identityPoll);
       if (retryTimer) clearTimeout(retryTimer);
       const s = stream;
       stream = null;

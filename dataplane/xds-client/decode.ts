@@ -51,7 +51,8 @@ export interface DecodedEndpoints {
 
 export interface DecodedSecret {
   name: string;
-  tlsCertificate: { certificatePem: string; privateKeyPem: string } | null;
+  /** Inline PEM, or the files to read it from (the mounted Secret: how our control plane sends it). */
+  tlsCertificate: { certificatePem: string; privateKeyPem: string } | { certificateFile: string; privateKeyFile: string } | null;
   validation: { caCertificatesPem: string[]; pins: string[] } | null;
 }
 
@@ -168,6 +169,15 @@ function decodeEndpoints(msg: Record<string, unknown>): DecodedEndpoints {
 const PEM_CERTS = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 const PEM_KEY = /-----BEGIN (?:EC |RSA )?PRIVATE KEY-----[\s\S]+?-----END (?:EC |RSA )?PRIVATE KEY-----/;
 
+/** Reads a file the identity secret names (bounded, PEM text); null when it cannot be read. */
+export type ReadIdentityFile = (path: string) => string | null;
+
+function fileSource(ds: unknown): string | null {
+  if (!ds || typeof ds !== 'object') return null;
+  const f = (ds as { filename?: unknown }).filename;
+  return typeof f === 'string' && f.startsWith('/') && f.length <= 4096 ? f : null;
+}
+
 function dataSource(ds: unknown): string | null {
   if (!ds || typeof ds !== 'object') return null;
   const d = ds as { inline_string?: unknown; inline_bytes?: unknown };
@@ -182,11 +192,16 @@ function decodeSecret(msg: Record<string, unknown>): DecodedSecret {
   let validation: DecodedSecret['validation'] = null;
   if (msg.tls_certificate) {
     const tc = msg.tls_certificate as { certificate_chain?: unknown; private_key?: unknown };
-    const chain = dataSource(tc.certificate_chain) ?? '';
-    const key = dataSource(tc.private_key) ?? '';
-    const certs = chain.match(PEM_CERTS) ?? [];
-    if (certs.length === 0 || !PEM_KEY.test(key)) throw new ResourceError(`secret ${name}: tls_certificate needs an inline PEM certificate chain and private key`);
-    tlsCertificate = { certificatePem: `${certs.join('\n')}\n`, privateKeyPem: key };
+    const certificateFile = fileSource(tc.certificate_chain);
+    const privateKeyFile = fileSource(tc.private_key);
+    if (certificateFile && privateKeyFile) tlsCertificate = { certificateFile, privateKeyFile };
+    else {
+      const chain = dataSource(tc.certificate_chain) ?? '';
+      const key = dataSource(tc.private_key) ?? '';
+      const identity = pemIdentity(chain, key);
+      if (!identity) throw new ResourceError(`secret ${name}: tls_certificate needs a PEM certificate chain and private key (absolute file names, or inline)`);
+      tlsCertificate = identity;
+    }
   }
   if (msg.validation_context) {
     const vc = msg.validation_context as { trusted_ca?: unknown; verify_certificate_hash?: unknown };
@@ -198,6 +213,13 @@ function decodeSecret(msg: Record<string, unknown>): DecodedSecret {
     validation = { caCertificatesPem: cas.map((c) => `${c}\n`), pins };
   }
   return { name, tlsCertificate, validation };
+}
+
+function pemIdentity(chain: string, key: string): { certificatePem: string; privateKeyPem: string } | null {
+  const certs = chain.match(PEM_CERTS) ?? [];
+  const k = key.match(PEM_KEY)?.[0];
+  if (certs.length === 0 || !k) return null;
+  return { certificatePem: `${certs.join('\n')}\n`, privateKeyPem: key };
 }
 
 const KIND_BY_URL = new Map<string, ResourceKind>(Object.entries(TYPE_URL).map(([k, v]) => [v, k as ResourceKind]));
@@ -255,7 +277,7 @@ export function wantedNames(state: ResourceState): { endpoint: string[]; secret:
  * names, every EDS assignment and every secret referenced is present, and the identity and CA
  * secrets exist. Otherwise the list of what is missing (the previous config stays in force).
  */
-export function assembleConfig(state: ResourceState, self: string, version: string): { ok: true; config: DataplaneConfig } | { ok: false; missing: string[] } {
+export function assembleConfig(state: ResourceState, self: string, version: string, readFile: ReadIdentityFile = () => null): { ok: true; config: DataplaneConfig } | { ok: false; missing: string[] } {
   const missing: string[] = [];
   for (const l of state.listeners.values()) {
     for (const c of l.clusters) if (!state.clusters.has(c)) missing.push(`cluster ${c} (listener ${l.name})`);
@@ -265,9 +287,14 @@ export function assembleConfig(state: ResourceState, self: string, version: stri
     if (c.edsName && !state.endpoints.has(c.edsName)) missing.push(`endpoints ${c.edsName} (cluster ${c.name})`);
     for (const s of c.secrets) if (!state.secrets.has(s)) missing.push(`secret ${s} (cluster ${c.name})`);
   }
-  const identity = state.secrets.get(NAMES.identitySecret)?.tlsCertificate;
+  const declared = state.secrets.get(NAMES.identitySecret)?.tlsCertificate ?? null;
+  let identity: { certificatePem: string; privateKeyPem: string } | null = null;
+  if (declared && 'certificateFile' in declared) {
+    identity = pemIdentity(readFile(declared.certificateFile) ?? '', readFile(declared.privateKeyFile) ?? '');
+    if (!identity) missing.push(`PEM certificate ${declared.certificateFile} and key ${declared.privateKeyFile} (secret ${NAMES.identitySecret}: readable files on this data plane)`);
+  } else if (declared) identity = declared;
+  else missing.push(`secret ${NAMES.identitySecret} (tls_certificate)`);
   const ca = state.secrets.get(NAMES.caSecret)?.validation;
-  if (!identity) missing.push(`secret ${NAMES.identitySecret} (tls_certificate)`);
   if (!ca) missing.push(`secret ${NAMES.caSecret} (validation_context)`);
   if (missing.length > 0 || !identity || !ca) return { ok: false, missing: [...new Set(missing)] };
 

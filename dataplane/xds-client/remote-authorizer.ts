@@ -34,11 +34,15 @@ const checkResponse = z.object({ status: z.object({ code: z.number().optional() 
 
 const unavailable = (err: Error): Explanation => ({ tier: 'default', policy: null, location: null, message: `authorization service unavailable: ${err.message.slice(0, 200)}` });
 
-export function remoteAuthorizer(server: string, opts: { credentials?: grpc.ChannelCredentials; timeoutMs?: number } = {}): RemoteAuthorizer {
+export function remoteAuthorizer(server: string, opts: { credentials?: grpc.ChannelCredentials; serverName?: string; timeoutMs?: number } = {}): RemoteAuthorizer {
   const Client = grpc.makeGenericClientConstructor(authorizationServiceDefinition(), 'Authorization');
   // Reconnect within ~2 s of the service coming back (gRPC's default back-off grows to 2 minutes,
   // during which every new connection would be refused).
-  const client = new Client(server, opts.credentials ?? grpc.credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': 2000 });
+  const client = new Client(server, opts.credentials ?? grpc.credentials.createInsecure(), {
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2000,
+    ...(opts.serverName ? { 'grpc.ssl_target_name_override': opts.serverName } : {}),
+  });
   const timeoutMs = opts.timeoutMs ?? 2000;
 
   const check = (request: unknown): Promise<{ allowed: boolean; meta: Record<string, unknown> }> =>

@@ -14,10 +14,11 @@ import { slice as sliceOf } from '../slice/slice.ts';
 import type { Slice } from '../slice/types.ts';
 import type { AcceptedRevision, FabricSource, SourceStatus } from '../source/types.ts';
 import { startAdsServer, type AdsServer, type AdsStatus } from '../xds/ads-server.ts';
+import { dataplaneTrust, RefusalLog, type DataplaneTrust, type RefusalCount } from '../xds/dataplane-auth.ts';
 import { createAuthorizer, type SliceAuthorizer } from '../xds/authz.ts';
 import type { PeerIdentity } from '../xds/config.ts';
-import { egressResolverFromSlice, startExtAuthzServer, type ExtAuthzServer } from '../xds/ext-authz-server.ts';
-import { buildResources } from '../xds/resources.ts';
+import { egressResolverFromSlice, startExtAuthzServer } from '../xds/ext-authz-server.ts';
+import { buildResources, type IdentityFiles } from '../xds/resources.ts';
 
 /** Where a slice goes besides xDS (Kubernetes Services). Errors are reported, xDS keeps the revision. */
 export interface SliceTarget {
@@ -30,7 +31,13 @@ const TargetResultSchema = z.object({ lastError: z.string().nullish() });
 export interface ControlPlaneOptions {
   peer: string;
   source: FabricSource;
+  /**
+   * The peer certificate and key this control plane presents to its data planes (mutual TLS on
+   * ADS and ext_authz). Without certificatePem, the committed peers/<peer>/peer.pem.
+   */
   identity: PeerIdentity;
+  /** Where the data planes read the same certificate and key (the mounted Secret): named in the identity secret, never sent. */
+  identityFiles: IdentityFiles;
   /** ADS listen address, e.g. 0.0.0.0:18000. */
   xds: { host: string; port: number };
   /** ext_authz listen address, and the address data planes use to reach it (a Service name in a cluster). */
@@ -38,8 +45,6 @@ export interface ControlPlaneOptions {
   /** Where data planes bind: import listeners (0.0.0.0 in a pod) and the gateway (e.g. 0.0.0.0:8443 behind a 443 Service). */
   egressAddress: string;
   gateway?: { address: string; port: number };
-  /** Serve the peer's private key to data planes over SDS (default true; false when pods mount it themselves). */
-  serveIdentity?: boolean;
   clientAttributes: (address: string) => ClientAttributes | null;
   target?: SliceTarget;
   logger?: Logger;
@@ -54,6 +59,10 @@ export interface ControlPlaneStatus {
   lastApplyError: { revision: string; message: string; at: string } | null;
   target: { revision: string; ok: boolean; error: string | null; at: string } | null;
   xds: AdsStatus;
+  /** Data planes' verdict on what was served: False while some node's last answer for a type is a NACK. */
+  xdsAccepted: { status: 'True' | 'False'; reason: 'Accepted' | 'Rejected'; message: string };
+  /** Clients refused by the mutual TLS of ADS and ext_authz, by server and reason (cumulative). */
+  refusedClients: RefusalCount[];
 }
 
 export interface ControlPlane {
@@ -67,6 +76,8 @@ export interface ControlPlane {
   nextApply(): Promise<void>;
   /** ext_authz decisions made for the data planes, cumulative. */
   authzCounts(): DecisionCount[];
+  /** A rotated certificate and key (e.g. the mounted Secret changed): presented from now on, and accepted from data planes. */
+  updateIdentity(identity: PeerIdentity): void;
   close(): Promise<void>;
 }
 
@@ -79,14 +90,36 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const authorizer = createAuthorizer({ slice: () => currentSlice ?? emptySlice(opts.peer), clientAttributes: opts.clientAttributes, now: opts.now });
   const counted = countDecisions(authorizer);
-  const ads: AdsServer = await startAdsServer({ host: opts.xds.host, port: opts.xds.port, logger: log.child({ component: 'ads' }) });
-  let authz: ExtAuthzServer;
+
+  // Mutual TLS on both servers: the identity presented, and the trust data planes are checked
+  // against (rebuilt when a revision or the identity changes).
+  let identity = opts.identity;
+  let trust: DataplaneTrust | null = null;
+  const serverIdentity = (): { certificatePem: string; privateKeyPem: string } | null => {
+    const certificatePem = identity.certificatePem ?? currentSlice?.self.certificatePem ?? null;
+    return certificatePem ? { certificatePem, privateKeyPem: identity.privateKeyPem } : null;
+  };
+  const rebuildTrust = (): void => {
+    trust = currentSlice ? dataplaneTrust(opts.peer, currentSlice, identity.certificatePem ?? null) : null;
+  };
+  const refusals = new RefusalLog(log.child({ component: 'dataplane-auth' }));
+  const tls = { identity: serverIdentity, trust: () => trust, refusals };
+  const nodePrefix = `${opts.peer}/`;
+  const ads: AdsServer = await startAdsServer({
+    host: opts.xds.host,
+    port: opts.xds.port,
+    logger: log.child({ component: 'ads' }),
+    tls,
+    authorizeNode: (id) => (id === opts.peer || (id.startsWith(nodePrefix) && id.length > nodePrefix.length) ? null : `node id "${id}" is not ${opts.peer} or ${opts.peer}/<name>: this control plane serves only peer ${opts.peer}`),
+  });
+  let authz: Awaited<ReturnType<typeof startExtAuthzServer>>;
   try {
     authz = await startExtAuthzServer({
       authorizer: counted.authorizer,
       resolveEgress: egressResolverFromSlice(() => currentSlice ?? emptySlice(opts.peer)),
       address: `${opts.authz.host.includes(':') ? `[${opts.authz.host}]` : opts.authz.host}:${opts.authz.port}`,
       logger: log.child({ component: 'ext-authz' }),
+      tls,
     });
   } catch (err) {
     await ads.close();
@@ -99,18 +132,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       throw new Error(`peer ${opts.peer} is not a member of the fabric at this revision (no peers/${opts.peer}/peer.yaml); keeping the last good configuration`);
     }
     const next = sliceOf(rev.fabric, opts.peer);
-    const certificatePem = opts.identity.certificatePem ?? next.self.certificatePem;
+    const certificatePem = identity.certificatePem ?? next.self.certificatePem;
     if (!certificatePem) throw new Error(`peer ${opts.peer} has no certificate: commit peers/${opts.peer}/peer.pem`);
     // Build everything before anything changes: a resource that cannot be built refuses the revision.
     const resources = buildResources(next, {
       egressAddress: opts.egressAddress,
       ...(opts.gateway ? { ingress: opts.gateway } : {}),
       authz: advertise,
-      ...(opts.serveIdentity === false ? {} : { identity: { certificatePem, privateKeyPem: opts.identity.privateKeyPem } }),
+      identityFiles: opts.identityFiles,
     });
     const diff = diffSlices(currentSlice, next);
     currentSlice = next;
     currentFabric = rev.fabric;
+    // New CA bundle, revocations or committed certificate: admit accordingly, drop who no longer passes.
+    rebuildTrust();
+    for (const server of [ads, authz]) {
+      server.refreshIdentity();
+      server.recheckClients();
+    }
     ads.setSnapshot(opts.peer, resources);
     const count = resources.listeners.size + resources.clusters.size + resources.endpoints.size + resources.secrets.size;
     applied = { revision: rev.revision, at: new Date().toISOString(), resources: count };
@@ -146,12 +185,47 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     fabric: () => currentFabric,
     nextApply: () => loop.nextApply(),
     authzCounts: () => counted.counts(),
-    status: () => ({ peer: opts.peer, ready: applied !== null, source: opts.source.status(), applied, lastApplyError: loop.lastApplyError(), target, xds: ads.status() }),
+    updateIdentity(next) {
+      identity = next;
+      rebuildTrust();
+      for (const server of [ads, authz]) {
+        server.refreshIdentity();
+        server.recheckClients();
+      }
+      log.info('peer certificate and key reloaded for the control plane\'s mutual TLS');
+    },
+    status: () => {
+      const xds = ads.status();
+      return {
+        peer: opts.peer,
+        ready: applied !== null,
+        source: opts.source.status(),
+        applied,
+        lastApplyError: loop.lastApplyError(),
+        target,
+        xds,
+        xdsAccepted: xdsAccepted(xds),
+        refusedClients: refusals.snapshot(),
+      };
+    },
     async close() {
       await opts.source.stop();
       await loop.close();
       await Promise.all([ads.close(), authz.stop()]);
     },
+  };
+}
+
+/** The condition over every node and type: Rejected while any node's last answer is a NACK (naming the first, with the data plane's reason). */
+export function xdsAccepted(xds: AdsStatus): ControlPlaneStatus['xdsAccepted'] {
+  const rejected = xds.nodes.flatMap((n) => Object.entries(n.types).filter(([, t]) => t.nack !== null).map(([type, t]) => ({ node: n.node, type, nack: t.nack! })));
+  if (rejected.length === 0) return { status: 'True', reason: 'Accepted', message: 'no data plane rejects the served configuration' };
+  const first = rejected[0]!;
+  const more = rejected.length > 1 ? ` (and ${rejected.length - 1} more node/type pairs)` : '';
+  return {
+    status: 'False',
+    reason: 'Rejected',
+    message: `${first.node} rejected ${first.type.slice(first.type.lastIndexOf('.') + 1)} version ${first.nack.version} and keeps its last accepted one: ${first.nack.message}${more}`,
   };
 }
 

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { adsClientConstructor, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { listenDataplaneTls, type DataplaneTlsListener, type DataplaneTlsOptions } from './dataplane-auth.ts';
 import { resourceHash, type AnyResource, type XdsResources } from './resources.ts';
 
 /** Push order: clusters and their endpoints and secrets before the listeners that use them. */
@@ -63,6 +64,10 @@ export interface AdsServer {
    */
   setResources(nodeId: string, typeUrl: string, resources: Map<string, AnyResource>): void;
   status(): AdsStatus;
+  /** With tls: re-reads the server's certificate and key (after a rotation on disk). */
+  refreshIdentity(): void;
+  /** With tls: re-verifies connected clients against the current trust; closes those no longer accepted. */
+  recheckClients(): void;
   /** Resolves when `nodeId` has ACKed the current version of every type it subscribed (or times out → false). */
   waitForAck(nodeId: string, timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
@@ -88,7 +93,20 @@ interface Stream {
 const typeOfResources = (r: XdsResources, type: TypeUrl): Map<string, AnyResource> =>
   type === TYPE_URL.listener ? r.listeners : type === TYPE_URL.cluster ? r.clusters : type === TYPE_URL.endpoint ? r.endpoints : r.secrets;
 
-export async function startAdsServer(opts: { host?: string; port?: number; logger?: Logger } = {}): Promise<AdsServer> {
+export interface AdsServerOptions {
+  host?: string;
+  port?: number;
+  logger?: Logger;
+  /**
+   * Mutual TLS admitting only this peer's data planes (dataplane-auth.ts). Without it the server
+   * speaks plaintext gRPC: only for tests and benchmarks of the protocol itself.
+   */
+  tls?: DataplaneTlsOptions;
+  /** Checks a stream's node id (e.g. `<peer>/<pod>` of this peer); returns why it is refused, or null. */
+  authorizeNode?: (nodeId: string) => string | null;
+}
+
+export async function startAdsServer(opts: AdsServerOptions = {}): Promise<AdsServer> {
   const log = opts.logger ?? pino({ level: 'silent' });
   const snapshots = new Map<string, Map<string, TypeSnapshot>>();
   const statusByNode = new Map<string, Map<string, TypeStatus>>();
@@ -168,6 +186,12 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     const id = req.node?.id;
     if (typeof id !== 'string' || id.length === 0 || id.length > 253) {
       s.call.destroy(Object.assign(new Error('the first request must carry node.id'), { code: grpc.status.INVALID_ARGUMENT }));
+      return false;
+    }
+    const refused = opts.authorizeNode?.(id) ?? null;
+    if (refused) {
+      opts.tls?.refusals.refuse('xds', 'node-id', { node: id.slice(0, 64) }, refused);
+      s.call.destroy(Object.assign(new Error(refused), { code: grpc.status.PERMISSION_DENIED }));
       return false;
     }
     s.node = id;
@@ -286,12 +310,21 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
   }
 
   const host = opts.host ?? '127.0.0.1';
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  let listener: DataplaneTlsListener | null = null;
+  let port: number;
+  if (opts.tls) {
+    listener = await listenDataplaneTls(server, 'xds', host, opts.port ?? 0, opts.tls);
+    port = listener.port;
+  } else {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  }
 
   return {
     address: { host, port },
+    refreshIdentity: () => listener?.refreshIdentity(),
+    recheckClients: () => listener?.recheck(),
     setSnapshot(nodeId, resources) {
       update(nodeId, ORDER.map((type) => [type, typeOfResources(resources, type)]));
     },
@@ -333,6 +366,7 @@ export async function startAdsServer(opts: { host?: string; port?: number; logge
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of streams) s.call.end();
+        void listener?.close();
         server.tryShutdown(() => resolve());
         setTimeout(() => {
           server.forceShutdown();

@@ -19,6 +19,7 @@ import { clientAttributesFromHead, parseAuthority as parseTunnelAuthority } from
 import { pemCertificatesToDer } from '../pki/encoding.ts';
 import type { Slice } from '../slice/types.ts';
 import { denyReason } from './authz.ts';
+import { listenDataplaneTls, type DataplaneTlsListener, type DataplaneTlsOptions } from './dataplane-auth.ts';
 import { envoyExporters } from './resources.ts';
 
 /** context_extensions keys naming the import of an egress check (set by our own Envoy config or the Node data plane). */
@@ -426,20 +427,37 @@ export interface ExtAuthzServer {
   stop(): Promise<void>;
 }
 
-/** Starts a gRPC server with only the Authorization service (tests, or a data plane sidecar). */
-export async function startExtAuthzServer(opts: ExtAuthzOptions & { address?: string; credentials?: grpc.ServerCredentials }): Promise<ExtAuthzServer> {
+/** Starts a gRPC server with only the Authorization service (the control plane, tests, or a data plane sidecar). */
+export async function startExtAuthzServer(
+  opts: ExtAuthzOptions & {
+    address?: string;
+    credentials?: grpc.ServerCredentials;
+    /** Mutual TLS admitting only this peer's data planes (dataplane-auth.ts); takes precedence over credentials. */
+    tls?: DataplaneTlsOptions;
+  },
+): Promise<ExtAuthzServer & { recheckClients(): void; refreshIdentity(): void }> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': CHECK_LIMITS.maxMessageBytes });
   addExtAuthzService(server, opts);
   const bindTo = opts.address ?? '127.0.0.1:0';
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(bindTo, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
   const host = bindTo.slice(0, bindTo.lastIndexOf(':'));
+  let listener: DataplaneTlsListener | null = null;
+  let port: number;
+  if (opts.tls) {
+    listener = await listenDataplaneTls(server, 'authz', host.replace(/^\[|\]$/g, ''), Number(bindTo.slice(bindTo.lastIndexOf(':') + 1)), opts.tls);
+    port = listener.port;
+  } else {
+    port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(bindTo, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  }
   return {
     address: `${host}:${port}`,
     port,
+    recheckClients: () => listener?.recheck(),
+    refreshIdentity: () => listener?.refreshIdentity(),
     stop: () =>
       new Promise<void>((resolve) => {
+        void listener?.close();
         const timer = setTimeout(() => server.forceShutdown(), 2000);
         server.tryShutdown(() => {
           clearTimeout(timer);

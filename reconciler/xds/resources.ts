@@ -4,6 +4,7 @@
 // its decoding equal to dataplaneConfigFromSlice). The mapping table is in docs/xds.md.
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
+import { dirname } from 'node:path';
 import { encodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
 import { TUNNEL } from '../../dataplane/contracts.ts';
 import type { Slice } from '../slice/types.ts';
@@ -25,10 +26,20 @@ export interface ResourceOptions {
   egressAddress: string;
   /** The reconciler's ext_authz gRPC endpoint as the data plane reaches it. */
   authz: { host: string; port: number };
-  /** This peer's certificate and key for the identity secret (omit to serve no key, e.g. to Envoy with file-based SDS). */
-  identity?: { certificatePem: string; privateKeyPem: string };
+  /**
+   * Where data planes read this peer's certificate and key (the mounted Secret): the identity
+   * secret names these files, never the key itself. watchedDirectory (default: the key's
+   * directory) is what Envoy watches to reload both after a Kubernetes Secret update.
+   */
+  identityFiles: IdentityFiles;
   /** Per-connection idle time-out of tunnels (s). */
   idleTimeoutSeconds?: number;
+}
+
+export interface IdentityFiles {
+  certificateFile: string;
+  privateKeyFile: string;
+  watchedDirectory?: string;
 }
 
 export const XDS_NAMES = {
@@ -310,10 +321,20 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
     if (c) out.clusters.set(XDS_NAMES.import(imp.namespace, imp.name), c);
   }
   for (const e of slice.exports) out.clusters.set(XDS_NAMES.export(e.namespace, e.name), staticCluster(XDS_NAMES.export(e.namespace, e.name), e.host, e.port));
-  const certificatePem = opts.identity?.certificatePem ?? slice.self.certificatePem;
-  if (opts.identity && certificatePem) {
-    out.secrets.set(XDS_NAMES.identity, encodeAny(TYPE_URL.secret, { name: XDS_NAMES.identity, tls_certificate: { certificate_chain: { inline_string: certificatePem }, private_key: { inline_string: opts.identity.privateKeyPem } } }));
-  }
+  // File references only: the key stays on the data plane's own volume (Envoy reloads both files
+  // when the watched directory changes, e.g. the ..data symlink swap of a Secret volume).
+  const files = opts.identityFiles;
+  out.secrets.set(
+    XDS_NAMES.identity,
+    encodeAny(TYPE_URL.secret, {
+      name: XDS_NAMES.identity,
+      tls_certificate: {
+        certificate_chain: { filename: files.certificateFile },
+        private_key: { filename: files.privateKeyFile },
+        watched_directory: { path: files.watchedDirectory ?? dirname(files.privateKeyFile) },
+      },
+    }),
+  );
   out.secrets.set(
     XDS_NAMES.fabricCa,
     encodeAny(TYPE_URL.secret, {

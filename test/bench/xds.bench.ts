@@ -9,6 +9,9 @@
 //    exporting peer's gateway changes; the clock runs from the changed slices of the affected
 //    importers (slicing is slice-policy.bench's) through buildResources + setSnapshot of each, to
 //    the last affected stream having received its new ClusterLoadAssignment.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startXdsClient, type XdsClient } from '../../dataplane/xds-client/client.ts';
@@ -25,7 +28,13 @@ import { rawAdsClient, type RawAdsStream, type SotwResponse } from '../xds/raw-a
 import { percentile, row, type Benchmark, type BenchResult } from './harness.ts';
 
 const PLACEHOLDER_KEY = '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n';
-const OPTS: ResourceOptions = { egressAddress: '127.0.0.1', authz: { host: '127.0.0.1', port: 9191 } };
+/** The identity secret names files the data planes read (the Node clients below read these). */
+const SECRET_DIR = mkdtempSync(join(tmpdir(), 'clgo-xds-bench-'));
+const OPTS: ResourceOptions = {
+  egressAddress: '127.0.0.1',
+  authz: { host: '127.0.0.1', port: 9191 },
+  identityFiles: { certificateFile: join(SECRET_DIR, 'tls.crt'), privateKeyFile: join(SECRET_DIR, 'tls.key') },
+};
 const TIMEOUT_MS = 10_000;
 
 /** Resolves when check() holds (checked on every notify() and every 5 ms), or rejects after timeoutMs. */
@@ -52,8 +61,9 @@ async function connectedClients(count: number, rounds: number): Promise<{ sample
   const base = sliceOf(r.fabric, 'east');
   const upstream = base.members.find((m) => m.gateways.length > 0)!.name;
   const ads = await startAdsServer();
-  const identity = { certificatePem: base.self.certificatePem!, privateKeyPem: PLACEHOLDER_KEY };
-  ads.setSnapshot('east', buildResources(base, { ...OPTS, identity }));
+  writeFileSync(OPTS.identityFiles.certificateFile, base.self.certificatePem!);
+  writeFileSync(OPTS.identityFiles.privateKeyFile, PLACEHOLDER_KEY, { mode: 0o600 });
+  ads.setSnapshot('east', buildResources(base, OPTS));
   // Port seen by each client for the changing upstream.
   const seen = new Array<number>(count).fill(0);
   const clients: XdsClient[] = [];
@@ -77,7 +87,7 @@ async function connectedClients(count: number, rounds: number): Promise<{ sample
       const port = 20_000 + round;
       const changed = withGatewayPort(base, upstream, port);
       const t0 = performance.now();
-      ads.setSnapshot('east', buildResources(changed, { ...OPTS, identity }));
+      ads.setSnapshot('east', buildResources(changed, OPTS));
       await until(() => seen.every((p) => p === port));
       samples.push(performance.now() - t0);
     }

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshExampleFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { echoThrough, startEchoServer, waitFor } from '../fixtures/servers.ts';
+import { writePeerSecret } from '../fixtures/peer-secret.ts';
 
 // This file's loopback range: gateways 127.0.121.x, services 127.0.122.x, egress 127.0.123.x, control planes 127.0.125.x.
 const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.121.').replaceAll('127.0.20.', '127.0.122.');
@@ -38,9 +39,10 @@ beforeAll(async () => {
   await writeFile(join(dir, 'clients.yaml'), 'clients:\n  - address: 127.0.124.3\n    namespace: web\n    labels: { app: browser }\n');
   services.push(await startEchoServer('127.0.122.2', 8080));
   for (const [peer, a] of Object.entries(PEERS)) {
-    await writeFile(join(dir, `${peer}.key`), fresh.peers[peer]!.privateKeyPem, { mode: 0o600 });
-    start(`${peer}-cp`, ['run', '--peer', peer, '--fabric', join(dir, 'fabric'), '--key', join(dir, `${peer}.key`), '--xds', `${a.cp}:18000`, '--authz', `${a.cp}:18001`, '--egress-address', a.egress, '--clients', join(dir, 'clients.yaml'), '--admin', `${a.cp}:9090`, '--log-level', 'info']);
-    start(`${peer}-dp`, ['dataplane', '--xds', `${a.cp}:18000`, '--node', `${peer}/pod-a`, '--health', `${a.cp}:9902`, '--log-level', 'info']);
+    // The peer Secret as both pods mount it: the control plane presents it, the data plane authenticates with it.
+    const secret = await writePeerSecret(join(dir, `${peer}-secret`), fresh.peers[peer]!, fresh.ca.certificatePem);
+    start(`${peer}-cp`, ['run', '--peer', peer, '--fabric', join(dir, 'fabric'), '--key', secret.privateKeyFile, '--cert', secret.certificateFile, '--xds', `${a.cp}:18000`, '--authz', `${a.cp}:18001`, '--egress-address', a.egress, '--clients', join(dir, 'clients.yaml'), '--admin', `${a.cp}:9090`, '--log-level', 'info']);
+    start(`${peer}-dp`, ['dataplane', '--xds', `${a.cp}:18000`, '--node', `${peer}/pod-a`, '--cert', secret.certificateFile, '--key', secret.privateKeyFile, '--ca', secret.caFile, '--health', `${a.cp}:9902`, '--log-level', 'info']);
   }
   const ready = async (url: string): Promise<boolean> => (await fetch(url).catch(() => null))?.status === 200;
   for (const a of Object.values(PEERS)) {

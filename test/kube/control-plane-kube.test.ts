@@ -36,6 +36,8 @@ beforeAll(async () => {
     peer: 'east',
     source: createDirectorySource({ dir, debounceMs: 50 }),
     identity: { privateKeyPem: fresh.peers.east!.privateKeyPem },
+    // Named to the tunnel pods over SDS (as deploy/ mounts the Secret); no data plane connects here.
+    identityFiles: { certificateFile: '/var/run/clgo/peer/tls.crt', privateKeyFile: '/var/run/clgo/peer/tls.key' },
     xds: { host: '127.0.0.1', port: 0 },
     authz: { host: '127.0.0.1', port: 0 },
     egressAddress: '0.0.0.0',

@@ -13,6 +13,7 @@ import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
 import { echoThrough, openEchoConnection, startEchoServer, waitFor } from '../fixtures/servers.ts';
 import { DENY_EAST_WEB } from '../fixtures/policies.ts';
+import { writePeerSecret, type PeerSecretFiles } from '../fixtures/peer-secret.ts';
 
 // This file's loopback range: gateways 127.0.111.x, services 127.0.112.x, egress 127.0.113.x, clients 127.0.114.x, control planes 127.0.115.x.
 const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.111.').replaceAll('127.0.20.', '127.0.112.');
@@ -30,6 +31,7 @@ let fresh: FreshFabric;
 const planes: Record<string, ControlPlane> = {};
 const dataplanes: Record<string, XdsDataplane> = {};
 const services: Array<{ close(): Promise<void> }> = [];
+const secrets: Record<string, PeerSecretFiles> = {};
 
 async function writeFabric(files: ReadonlyMap<string, Uint8Array | string>): Promise<void> {
   for (const [path, bytes] of files) {
@@ -42,7 +44,8 @@ async function startPlane(peer: string, port = 0, authzPort = 0): Promise<Contro
   return startControlPlane({
     peer,
     source: createDirectorySource({ dir, debounceMs: 50 }),
-    identity: { privateKeyPem: fresh.peers[peer]!.privateKeyPem },
+    identity: { privateKeyPem: fresh.peers[peer]!.privateKeyPem, certificatePem: fresh.peers[peer]!.certificatePem },
+    identityFiles: secrets[peer]!,
     xds: { host: CP_HOST[peer]!, port },
     authz: { host: CP_HOST[peer]!, port: authzPort },
     egressAddress: EGRESS[peer]!,
@@ -56,9 +59,10 @@ beforeAll(async () => {
   await writeFabric(fresh.files);
   services.push(await startEchoServer('127.0.112.2', 5201), await startEchoServer('127.0.112.2', 8080), await startEchoServer('127.0.112.3', 5201));
   for (const peer of ['west', 'edge', 'east']) {
+    secrets[peer] = await writePeerSecret(join(dir, '..', `${dir.split('/').pop()}-secret-${peer}`), fresh.peers[peer]!, fresh.ca.certificatePem);
     const plane = await startPlane(peer);
     planes[peer] = plane;
-    dataplanes[peer] = startXdsDataplane({ xds: `${plane.xdsAddress.host}:${plane.xdsAddress.port}`, authz: plane.authzAddress, nodeId: `${peer}/pod-1` });
+    dataplanes[peer] = startXdsDataplane({ xds: `${plane.xdsAddress.host}:${plane.xdsAddress.port}`, authz: plane.authzAddress, nodeId: `${peer}/pod-1`, tls: secrets[peer]! });
   }
   for (const peer of Object.keys(dataplanes)) expect(await dataplanes[peer]!.waitForConfig(undefined, 10_000), peer).toBe(true);
 });
@@ -68,6 +72,7 @@ afterAll(async () => {
   await Promise.all(Object.values(planes).map((p) => p.close()));
   await Promise.all(services.map((s) => s.close()));
   await rm(dir, { recursive: true, force: true });
+  for (const s of Object.values(secrets)) await rm(s.dir, { recursive: true, force: true });
 });
 
 describe('control plane → xDS → Node data plane', () => {

@@ -16,23 +16,35 @@ import { buildResources, XDS_NAMES } from '../../reconciler/xds/resources.ts';
 import { loadFabricFiles } from '../../schema/load.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { waitFor } from '../fixtures/servers.ts';
+import { writePeerSecret, type PeerSecretFiles } from '../fixtures/peer-secret.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let fresh: FreshFabric;
 let fabric: FabricModel;
 let ads: AdsServer;
 const AUTHZ = { host: '127.0.0.1', port: 9191 };
 const EGRESS = '127.0.0.1';
+let secretsDir: string;
+const secrets: Record<string, PeerSecretFiles> = {};
 
 beforeAll(async () => {
   fresh = await freshExampleFabric();
   const r = loadFabricFiles(fresh.files);
   if (!r.ok) throw new Error('example invalid');
   fabric = r.fabric;
+  secretsDir = await mkdtemp(join(tmpdir(), 'clgo-ads-'));
+  for (const peer of ['east', 'west', 'edge']) secrets[peer] = await writePeerSecret(join(secretsDir, peer), fresh.peers[peer]!, fresh.ca.certificatePem);
   ads = await startAdsServer();
 });
-afterAll(async () => ads.close());
+afterAll(async () => {
+  await ads.close();
+  await rm(secretsDir, { recursive: true, force: true });
+});
 
-const resourcesFor = (peer: string, f = fabric) => buildResources(slice(f, peer), { egressAddress: EGRESS, authz: AUTHZ, identity: fresh.peers[peer]! });
+// The identity secret names the peer's mounted files; the client reads them (no key on the wire).
+const resourcesFor = (peer: string, f = fabric) => buildResources(slice(f, peer), { egressAddress: EGRESS, authz: AUTHZ, identityFiles: secrets[peer]! });
 const expected = (peer: string, f = fabric): Omit<DataplaneConfig, 'version'> => {
   const { version: _v, ...rest } = dataplaneConfigFromSlice(slice(f, peer), fresh.peers[peer]!, { egressAddress: EGRESS }, '0');
   return rest;
@@ -70,7 +82,12 @@ describe('Envoy resources from a slice', () => {
     expect(hcm.route_config.virtual_hosts.flatMap((v) => v.domains).sort()).toEqual(['http.web:443', 'iperf3.perf:443']);
     const authz = decodeAny(hcm.http_filters[0]!.typed_config.type_url, hcm.http_filters[0]!.typed_config.value);
     expect(authz.include_peer_certificate).toBe(true);
-    expect(JSON.stringify(west.secrets.get(XDS_NAMES.identity))).not.toBeUndefined();
+    // The identity secret names the files; no private key is in any resource.
+    const identity = decodeAny(TYPE_URL.secret, west.secrets.get(XDS_NAMES.identity)!.value) as { tls_certificate: { certificate_chain: { filename: string }; private_key: { filename: string }; watched_directory: { path: string } } };
+    expect(identity.tls_certificate.private_key.filename).toBe(secrets.west!.privateKeyFile);
+    expect(identity.tls_certificate.certificate_chain.filename).toBe(secrets.west!.certificateFile);
+    expect(identity.tls_certificate.watched_directory.path).toBe(secrets.west!.dir);
+    for (const map of [west.listeners, west.clusters, west.endpoints, west.secrets]) for (const r of map.values()) expect(Buffer.from(r.value).toString('latin1')).not.toMatch(/PRIVATE KEY/);
   });
 });
 

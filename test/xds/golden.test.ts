@@ -20,8 +20,8 @@ import { readFabricDir } from '../../schema/read-dir.ts';
 const GOLDEN_DIR = fileURLToPath(new URL('./golden/', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const PEERS = ['east', 'edge', 'west'] as const;
-const PLACEHOLDER_KEY = '-----BEGIN PRIVATE KEY-----\n(placeholder: private keys never leave the peer)\n-----END PRIVATE KEY-----\n';
-const OPTIONS = { egressAddress: '127.0.0.1', authz: { host: '127.0.0.1', port: 9191 } };
+// As deploy/ mounts the peer Secret in the tunnel pods.
+const OPTIONS = { egressAddress: '127.0.0.1', authz: { host: '127.0.0.1', port: 9191 }, identityFiles: { certificateFile: '/var/run/clgo/peer/tls.crt', privateKeyFile: '/var/run/clgo/peer/tls.key' } };
 
 let fabric: FabricModel;
 const built = new Map<string, XdsResources>();
@@ -30,10 +30,7 @@ beforeAll(async () => {
   const r = loadFabricFiles(await readFabricDir(EXAMPLE_DIR));
   if (!r.ok) throw new Error(`fabric-example invalid: ${JSON.stringify(r.errors[0])}`);
   fabric = r.fabric;
-  for (const peer of PEERS) {
-    const certificatePem = readFileSync(join(EXAMPLE_DIR, 'peers', peer, 'peer.pem'), 'utf8');
-    built.set(peer, buildResources(slice(fabric, peer), { ...OPTIONS, identity: { certificatePem, privateKeyPem: PLACEHOLDER_KEY } }));
-  }
+  for (const peer of PEERS) built.set(peer, buildResources(slice(fabric, peer), OPTIONS));
 });
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

@@ -68,7 +68,7 @@ beforeAll(async () => {
   ads = await startAdsServer();
   const r = loadFabricFiles(await readFabricDir(EXAMPLE_DIR));
   if (!r.ok) throw new Error('fabric-example invalid');
-  slicedEast = buildResources(slice(r.fabric, 'east'), { egressAddress: '127.0.0.1', authz: { host: '127.0.0.1', port: 9191 } });
+  slicedEast = buildResources(slice(r.fabric, 'east'), { egressAddress: '127.0.0.1', authz: { host: '127.0.0.1', port: 9191 }, identityFiles: { certificateFile: '/var/run/clgo/peer/tls.crt', privateKeyFile: '/var/run/clgo/peer/tls.key' } });
 });
 afterAll(async () => ads?.close());
 

@@ -8,11 +8,13 @@
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 // What only one mode needs (the embedded data plane; gRPC, Kubernetes and Git clients) is imported
 // where that mode starts, so that each mode loads only its own libraries.
 import { pino, type Logger } from 'pino';
 import type { ClientAttributes } from '../../../dataplane/contracts.ts';
 import type { KubeTarget } from '../../kube/index.ts';
+import { readIdentityFiles, watchIdentityFiles } from '../../runtime/identity-files.ts';
 import { z } from 'zod';
 import { untilSignal, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
 import { startAdminServer } from '../../runtime/admin-server.ts';
@@ -49,8 +51,9 @@ const runFlags = z.object({
   kube: z.boolean().optional(),
   createNamespaces: z.boolean().optional(),
   namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a namespace name'),
+  dataplaneCert: z.string().min(1).optional(),
+  dataplaneKey: z.string().min(1).optional(),
   dataplaneSelector: z.string().regex(/^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*(,[A-Za-z0-9./_-]+=[A-Za-z0-9._-]*)*$/, 'must be key=value[,key=value]'),
-  serveIdentity: z.boolean(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
 });
 
@@ -84,6 +87,13 @@ async function run(raw: Record<string, unknown>, ctx: CliContext): Promise<void>
   const logger = pino({ level: flags.logLevel, base: { peer: flags.peer } });
   const source: FabricSource = flags.fabric ? createDirectorySource({ dir: flags.fabric }) : await createGitSourceFromFlags(raw as GitFlags, logger);
   if (!flags.local) {
+    if (certificatePem) {
+      try {
+        readIdentityFiles(flags.key, flags.cert);
+      } catch (err) {
+        throw new UsageError(`--key/--cert: ${(err as Error).message}`);
+      }
+    }
     await runControlPlane(flags, source, { privateKeyPem, ...(certificatePem ? { certificatePem } : {}) }, clients, logger, raw, ctx);
     return;
   }
@@ -169,15 +179,18 @@ async function runControlPlane(
   }
   const clientAttributes = kube ? (ip: string) => kube.clientAttributes(ip) ?? localClients(ip) : localClients;
   const [{ startControlPlane }, { createControlPlaneMetrics }] = await Promise.all([import('../../runtime/control-plane.ts'), import('../../runtime/control-plane-metrics.ts')]);
+  // What the data planes read (the same Secret, mounted in their pods): named over xDS, never sent.
+  const dataplaneCert = flags.dataplaneCert ?? flags.cert;
+  if (!dataplaneCert) throw new UsageError('control-plane mode needs --cert FILE (or --dataplane-cert FILE): the peer certificate the data planes also mount');
   const plane = await startControlPlane({
     peer: flags.peer,
     source,
     identity,
+    identityFiles: { certificateFile: resolve(dataplaneCert), privateKeyFile: resolve(flags.dataplaneKey ?? flags.key) },
     xds: flags.xds,
     authz: { ...flags.authz, ...(flags.authzAdvertise ? { advertise: flags.authzAdvertise } : {}) },
     egressAddress: flags.egressAddress,
     ...(flags.gateway ? { gateway: { address: flags.gateway.host, port: flags.gateway.port } } : {}),
-    serveIdentity: flags.serveIdentity,
     clientAttributes,
     ...(kube ? { target: kube } : {}),
     logger,
@@ -191,9 +204,17 @@ async function runControlPlane(
     status: () => statusBody(plane.fabric(), plane.status()),
   });
   mountWebhook(raw, flags, admin, source, logger);
+  // A rotated Secret (or files replaced on a host) is presented and accepted without a restart.
+  const watcher = watchIdentityFiles({
+    keyFile: flags.key,
+    ...(flags.cert ? { certFile: flags.cert } : {}),
+    onChange: (next) => plane.updateIdentity(next),
+    onError: (message) => logger.error({ err: message }, 'peer certificate or key changed on disk but cannot be used'),
+  });
   logger.info({ xds: plane.xdsAddress, authz: plane.authzAddress, admin: admin.url, kube: flags.kube === true }, `control plane for peer ${flags.peer} running`);
   ctx.stderr.write(`clgo: control plane for peer ${flags.peer}: xDS ${plane.xdsAddress.host}:${plane.xdsAddress.port}, ext_authz ${plane.authzAddress}, status ${admin.url}/; Ctrl-C to stop\n`);
   await untilSignal();
+  watcher.stop();
   await admin.close();
   await plane.close();
   if (kube) await kube.stop();
@@ -210,14 +231,15 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
     .option('--cert <file>', "this peer's certificate (default: the committed peers/<peer>/peer.pem)")
     .option('--egress-address <ip>', 'address the import listeners bind to (0.0.0.0 in a pod)', '127.0.0.1')
     .option('--gateway <host:port>', "gateway bind address (default: the peer's gateway in peer.yaml; 0.0.0.0:8443 in a pod)")
-    .option('--xds <host:port>', 'control plane: ADS listen address', '0.0.0.0:18000')
-    .option('--authz <host:port>', 'control plane: ext_authz listen address', '0.0.0.0:18001')
+    .option('--xds <host:port>', 'control plane: ADS listen address (mutual TLS; 0.0.0.0:18000 in a pod)', '127.0.0.1:18000')
+    .option('--authz <host:port>', 'control plane: ext_authz listen address (mutual TLS; 0.0.0.0:18001 in a pod)', '127.0.0.1:18001')
     .option('--authz-advertise <host:port>', 'control plane: ext_authz address as data planes reach it (e.g. clgo-reconciler.clusterlink-system.svc:18001)')
     .option('--kube', 'control plane: apply a Service per import and watch Pods for client attributes (in-cluster config or $KUBECONFIG)')
     .option('--create-namespaces', "control plane (--kube): create an import's namespace when it is missing (default: report it; needs namespaces:create in RBAC)")
     .option('--namespace <ns>', "control plane: the reconciler's own namespace (Lease, status ConfigMap)", process.env.POD_NAMESPACE ?? 'clusterlink-system')
     .option('--dataplane-selector <k=v,...>', 'control plane: labels of the data-plane pods', 'app.kubernetes.io/name=clgo-tunnel')
-    .option('--no-serve-identity', "control plane: do not send the peer's key to data planes over SDS (pods mount it themselves)")
+    .option('--dataplane-cert <file>', "control plane: the peer certificate as the data planes' pods mount it, named in the SDS identity secret (default: --cert)")
+    .option('--dataplane-key <file>', 'control plane: its key as the data planes mount it; only the file name goes over xDS, never the key (default: --key)')
     .option('--clients <file>', 'attributes of local client processes by source address (YAML)')
     .option('--admin <host:port>', 'status page, /status.json, /healthz, /readyz, /metrics, /webhook', '127.0.0.1:9090')
     .option('--webhook-secret-file <file>', 'enable POST /webhook for push events (GitHub/Gitea HMAC secret, GitLab token)')
