@@ -57,6 +57,16 @@ export function createControlPlaneMetrics(plane: ControlPlane, opts: RuntimeMetr
       for (const d of plane.authzCounts()) setCounter(this, { direction: d.direction, result: d.result, tier: d.tier }, d.count);
     },
   });
+  new Counter({
+    name: 'clgo_dataplane_auth_refusals_total',
+    help: 'Clients refused by the mutual TLS of the ADS (`xds`) and ext_authz (`authz`) servers, by reason (tls-handshake, no-client-certificate, untrusted-ca, unexpected-peer, revoked, pin-mismatch, node-id, ...).',
+    labelNames: ['server', 'reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const r of plane.status().refusedClients) setCounter(this, { server: r.server, reason: r.reason }, r.count);
+    },
+  });
   new Gauge({
     name: 'clgo_kube_apply_ok',
     help: '1 when the last slice handed to the Kubernetes target was applied (or held by a standby replica); 0 after a failure. Absent without --kube.',

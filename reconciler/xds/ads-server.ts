@@ -82,6 +82,8 @@ interface SotwType {
 
 interface Stream {
   node: string | null;
+  /** Ended with an error status (bad or foreign node id): further requests are ignored. */
+  rejected?: boolean;
   delta: boolean;
   call: grpc.ServerDuplexStream<unknown, unknown>;
   nonce: number;
@@ -181,18 +183,22 @@ export async function startAdsServer(opts: AdsServerOptions = {}): Promise<AdsSe
     }
   }
 
+  /** Ends the stream with a gRPC status (emitting 'error' on a server stream sends that status, then ends it). */
+  function reject(s: Stream, code: grpc.status, message: string): false {
+    s.rejected = true;
+    s.call.emit('error', Object.assign(new Error(message), { code }));
+    return false;
+  }
+
   function bindNode(s: Stream, req: { node?: { id?: string } }): boolean {
+    if (s.rejected) return false;
     if (s.node) return true;
     const id = req.node?.id;
-    if (typeof id !== 'string' || id.length === 0 || id.length > 253) {
-      s.call.destroy(Object.assign(new Error('the first request must carry node.id'), { code: grpc.status.INVALID_ARGUMENT }));
-      return false;
-    }
+    if (typeof id !== 'string' || id.length === 0 || id.length > 253) return reject(s, grpc.status.INVALID_ARGUMENT, 'the first request must carry node.id');
     const refused = opts.authorizeNode?.(id) ?? null;
     if (refused) {
       opts.tls?.refusals.refuse('xds', 'node-id', { node: id.slice(0, 64) }, refused);
-      s.call.destroy(Object.assign(new Error(refused), { code: grpc.status.PERMISSION_DENIED }));
-      return false;
+      return reject(s, grpc.status.PERMISSION_DENIED, refused);
     }
     s.node = id;
     return true;

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import * as tls from 'node:tls';
 import type { Logger } from 'pino';
 import { fingerprintSha256 } from '../pki/encoding.ts';
-import { verifyPeer, type PeerTrust, type VerifyResult } from '../pki/verify.ts';
+import { verifyPeer, type PeerTrust, type VerifyReason, type VerifyResult } from '../pki/verify.ts';
 import type { Slice } from '../slice/types.ts';
 
 /** What a data plane's certificate is checked against. Build a new object when anything changes. */
@@ -45,16 +45,20 @@ export function dataplaneTrust(peer: string, slice: Pick<Slice, 'fabric' | 'caCe
   };
 }
 
+export type DataplaneVerdict = { ok: true; fingerprint: string } | { ok: false; reason: VerifyReason | 'other-peer'; detail: string };
+
 /** Pure: is this presented certificate (DER) this peer's data plane under `trust`? */
-export function verifyDataplane(der: Uint8Array, trust: DataplaneTrust, now?: Date): VerifyResult {
+export function verifyDataplane(der: Uint8Array, trust: DataplaneTrust, now?: Date): DataplaneVerdict {
   if (trust.pins.length === 0) return { ok: false, reason: 'unpinned', detail: `peer "${trust.peer}" has no committed peer.pem and the reconciler holds no certificate` };
   // verifyPeer checks one pin per member: try each accepted pin (at most two).
   let last: VerifyResult | null = null;
   for (const m of trust.verify.members) {
     last = verifyPeer([der], { ...trust.verify, members: [m] }, { expectedPeer: trust.peer, ...(now ? { now } : {}) });
-    if (last.ok || last.reason !== 'pin-mismatch') return last;
+    if (last.ok) return { ok: true, fingerprint: last.fingerprint };
+    if (last.reason === 'not-a-member') return { ok: false, reason: 'other-peer', detail: `${last.detail.replace(/ is not a current member.*/, '')}: a valid certificate of another peer; only ${trust.peer}'s data planes are admitted` };
+    if (last.reason !== 'pin-mismatch') return last;
   }
-  return last!;
+  return last as DataplaneVerdict;
 }
 
 export type RefusalReason = string;
@@ -198,7 +202,7 @@ export async function listenDataplaneTls(server: grpc.Server, name: string, host
     recheck() {
       const trust = opts.trust();
       for (const [socket, der] of open) {
-        const v: VerifyResult = trust ? verifyDataplane(der, trust) : { ok: false, reason: 'malformed', detail: 'no trust' };
+        const v: DataplaneVerdict = trust ? verifyDataplane(der, trust) : { ok: false, reason: 'malformed', detail: 'no accepted revision' };
         if (!v.ok) {
           open.delete(socket);
           refuse(socket, v.reason, `open connection closed, its certificate is no longer accepted: ${v.detail}`);

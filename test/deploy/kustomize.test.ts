@@ -416,7 +416,8 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
       }
       for (const v of pod.volumes ?? []) {
         if (v.configMap) one(objs, 'ConfigMap', v.configMap.name);
-        if (v.secret) expect(`${d.metadata.name}:${v.secret.secretName}`).toBe('clgo-reconciler:clgo-peer-key');
+        // The peer key Secret, mounted by the reconciler and by the tunnel (which authenticates to it and serves the gateway with it).
+        if (v.secret) expect(`${d.metadata.name}:${v.secret.secretName}`).toMatch(/^clgo-(reconciler|tunnel):clgo-peer-key$/);
         expect(pod.containers.some((c) => (c.volumeMounts ?? []).some((m) => m.name === v.name)), `${d.metadata.name}: volume ${v.name} unused`).toBe(true);
       }
     }
@@ -479,7 +480,8 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
       return;
     }
     expect(c.name).toBe('envoy');
-    expect(c.image).toBe('envoyproxy/envoy:v1.31.2');
+    // One pin for Envoy: deploy/envoy/VERSION (the tests' envoy binary and .ci/run read it too).
+    expect(c.image).toBe(`envoyproxy/envoy:v${readFileSync(join(DEPLOY, 'envoy', 'VERSION'), 'utf8').trim()}`);
     const args = c.args ?? [];
     const flag = (f: string): string | undefined => args[args.indexOf(f) + 1];
     expect(flag('--service-node')).toBe('$(PEER_NAME)/$(POD_NAME)');
@@ -490,7 +492,13 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
     const cm = generated(objs, 'clgo-envoy-bootstrap');
     expect(cmName).toBe(cm.metadata.name);
     expect(flag('--config-path')).toBe(`${mount?.mountPath}/bootstrap.yaml`);
-    expect(Object.keys(cm.data)).toEqual(['bootstrap.yaml']);
+    expect(Object.keys(cm.data).sort()).toEqual(['bootstrap.yaml', 'peer-identity-sds.yaml']);
+    // The peer Secret is mounted where the bootstrap, its SDS file and the reconciler's identity secret expect it.
+    const keyMount = c.volumeMounts?.find((m) => tunnel.spec.template.spec.volumes?.find((v) => v.name === m.name)?.secret?.secretName === 'clgo-peer-key');
+    expect(keyMount).toMatchObject({ mountPath: '/var/run/clgo/peer', readOnly: true });
+    expect(tunnel.spec.template.spec.securityContext?.fsGroup).toBe(101);
+    expect(cm.data['peer-identity-sds.yaml']).toContain('/var/run/clgo/peer/tls.key');
+    expect(flag('--config-yaml')).toContain('"exact":"$(PEER_NAME)"');
 
     const { source, decoded } = envoyBootstrap(cm.data['bootstrap.yaml']!);
     expect(source.node, 'node id/cluster come from --service-node/--service-cluster').toBeUndefined();
@@ -504,6 +512,15 @@ describe.each(OVERLAYS)('deploy/overlays/%s', (peer) => {
     const xds = clusters.find((x) => x.name === 'xds_cluster')!;
     expect(xds.type).toBe('STRICT_DNS');
     expect(xds.load_assignment).toMatchObject({ endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: xdsHost, port_value: xdsPort } } } }] }] });
+    // Mutual TLS to the reconciler: the peer identity by file-based SDS, the CA from the Secret, the peer name from --config-yaml.
+    const ts = xds.transport_socket as { typed_config: { type_url: string; value: Uint8Array } };
+    expect(decodeAny(ts.typed_config.type_url, ts.typed_config.value)).toMatchObject({
+      common_tls_context: {
+        alpn_protocols: ['h2'],
+        tls_certificate_sds_secret_configs: [{ name: 'clgo_peer_identity', sds_config: { path_config_source: { path: `${mount?.mountPath}/peer-identity-sds.yaml` } } }],
+        combined_validation_context: { default_validation_context: { trusted_ca: { filename: '/var/run/clgo/peer/ca.crt' } }, validation_context_sds_secret_config: { name: 'clgo_control_plane_name' } },
+      },
+    });
     const h2 = (xds.typed_extension_protocol_options as Record<string, { type_url: string; value: Uint8Array }>)['envoy.extensions.upstreams.http.v3.HttpProtocolOptions']!;
     expect(decodeAny(h2.type_url, h2.value)).toMatchObject({ explicit_http_config: { http2_protocol_options: {} } });
     // The only non-loopback listener is the health listener: GET /ready goes to the admin, nothing else does.
@@ -594,7 +611,8 @@ describe('deploy/examples', () => {
   it('README documents applying an overlay and creating the key Secret outside Git', () => {
     const readme = readFileSync(join(DEPLOY, 'README.md'), 'utf8');
     expect(readme).toContain('kubectl apply -k deploy/overlays/east');
-    expect(readme).toContain('kubectl -n clusterlink-system create secret tls clgo-peer-key --cert peer.pem --key peer.key');
+    expect(readme).toContain('kubectl -n clusterlink-system create secret generic clgo-peer-key --type=kubernetes.io/tls');
+    expect(readme).toContain('--from-file=tls.crt=peer.pem --from-file=tls.key=peer.key --from-file=ca.crt=ca.crt');
   });
 });
 

@@ -92,9 +92,10 @@ export interface RawAdsClient {
   close(): void;
 }
 
-export function rawAdsClient(address: string): RawAdsClient {
+/** Plaintext by default; with credentials (e.g. grpc.credentials.createSsl) to speak to the control plane's mutual TLS. */
+export function rawAdsClient(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): RawAdsClient {
   const Ctor = adsClientConstructor();
-  const client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+  const client = new Ctor(address, credentials, options) as unknown as grpc.Client & {
     StreamAggregatedResources(): grpc.ClientDuplexStream<unknown, unknown>;
     DeltaAggregatedResources(): grpc.ClientDuplexStream<unknown, unknown>;
   };
