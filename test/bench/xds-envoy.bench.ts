@@ -18,7 +18,11 @@ import { startGitHttpServer } from '../../reconciler/demo/git-http-server.ts';
 import { startControlPlane, type ControlPlane } from '../../reconciler/runtime/control-plane.ts';
 import { createGitSource } from '../../reconciler/source/git-source.ts';
 import { startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
+import { writePeerSecret } from '../fixtures/peer-secret.ts';
 import { percentile, row, type Benchmark, type BenchResult } from './harness.ts';
+
+/** Where deploy's tunnel pods mount the peer Secret. */
+const PEER_SECRET_MOUNT = '/var/run/clgo/peer';
 
 const ENVOYS = 4;
 const IMPORTS = 1000;
@@ -99,10 +103,13 @@ async function run(): Promise<BenchResult[]> {
     let accepted: ((revision: string) => void) | null = null;
     source.onRevision((rev) => accepted?.(rev.revision));
     const east = fresh.peers.east!;
+    // The peer Secret as the tunnel pods mount it; every Envoy reads (and authenticates with) these files.
+    const secret = await writePeerSecret(join(root, 'east-secret'), east, fresh.ca.certificatePem);
     cp = await startControlPlane({
       peer: 'east',
       source,
       identity: { certificatePem: east.certificatePem, privateKeyPem: east.privateKeyPem },
+      identityFiles: secret,
       xds: { host: CP, port: 18000 },
       authz: { host: CP, port: 18001 },
       egressAddress: EGRESS,
@@ -115,7 +122,7 @@ async function run(): Promise<BenchResult[]> {
     await Promise.all(
       Array.from({ length: ENVOYS }, async (_, i) => {
         const host = `127.0.174.${101 + i}`;
-        envoys.push(await startEnvoy({ peer: 'east', pod: `pod-${i}`, addresses: { xds: { host: CP, port: 18000 }, admin: { host, port: 9901 }, health: { host, port: 9902 } }, extraArgs: ['--concurrency', '1'], readyTimeoutMs: 120_000 }));
+        envoys.push(await startEnvoy({ peer: 'east', pod: `pod-${i}`, addresses: { xds: { host: CP, port: 18000 }, admin: { host, port: 9901 }, health: { host, port: 9902 } }, mountDirs: { [PEER_SECRET_MOUNT]: secret.dir }, extraArgs: ['--concurrency', '1'], readyTimeoutMs: 120_000 }));
       }),
     );
     let state = await until('initial configuration ACKed by every Envoy', () => synced(control, nodes), ROUND_TIMEOUT_MS);
