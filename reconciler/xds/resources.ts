@@ -289,9 +289,30 @@ function peerCluster(slice: Slice, peer: string): AnyResource {
   });
 }
 
-function staticCluster(name: string, host: string, port: number, http2 = false, metadata?: Record<string, string>): AnyResource {
+/**
+ * Mutual TLS to the reconciler's ext_authz server (reconciler/xds/dataplane-auth.ts): the data plane
+ * presents the peer identity (the mounted files); the server must chain to the fabric CA and name
+ * this peer. No pin: the reconciler may hold the committed peer.pem or a rotated one.
+ */
+function controlPlaneTls(slice: Slice) {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: encodeAny(T.upstreamTls, {
+      sni: slice.self.name,
+      common_tls_context: {
+        tls_params: tlsParams,
+        alpn_protocols: ['h2'],
+        tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)],
+        validation_context: { trusted_ca: { inline_string: slice.caCertificates.join('\n') }, match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: slice.self.name } }] },
+      },
+    }),
+  };
+}
+
+function staticCluster(name: string, host: string, port: number, http2 = false, metadata?: Record<string, string>, transportSocket?: ReturnType<typeof controlPlaneTls>): AnyResource {
   return encodeAny(TYPE_URL.cluster, {
     name,
+    ...(transportSocket ? { transport_socket: transportSocket } : {}),
     ...(metadata ? { metadata: { filter_metadata: { 'clusterlink.net': struct(metadata) } } } : {}),
     type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: seconds(5),
@@ -307,7 +328,7 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
   if (slice.exports.length > 0 && bind) out.listeners.set(XDS_NAMES.ingress, ingressListener(slice, bind, opts));
   // The authorization inputs (policies, members, revocations) ride on the ext_authz cluster as a hash:
   // when only they change, this resource changes, so data planes get a push and re-check open tunnels.
-  out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true, { 'authz-inputs': authzInputsHash(slice) }));
+  out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true, { 'authz-inputs': authzInputsHash(slice) }, controlPlaneTls(slice)));
   for (const m of slice.members) {
     if (m.gateways.length === 0) continue;
     out.clusters.set(XDS_NAMES.peer(m.name), peerCluster(slice, m.name));

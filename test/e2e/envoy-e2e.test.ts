@@ -22,6 +22,7 @@ import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { createGitSource } from '../../reconciler/source/git-source.ts';
 import { blockRange, clientsOf, freshFabric, PEERS, type PeerName } from '../faults/harness.ts';
 import { dynamicConfig, startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
+import { writePeerSecret, type PeerSecretFiles } from '../fixtures/peer-secret.ts';
 import { echoOn, echoThrough, openEchoConnection, rawConnect, startEchoServer, waitFor, type EchoConnection } from '../fixtures/servers.ts';
 
 const R = blockRange(165);
@@ -57,6 +58,7 @@ let fresh: FreshFabric;
 let repo: FabricRepo;
 let git: GitHttpServer;
 const planes = {} as Record<PeerName, ControlPlane>;
+const secrets = {} as Record<PeerName, PeerSecretFiles>;
 const envoys = {} as Record<PeerName, EnvoyProcess>;
 const toClose: Array<() => Promise<void>> = [];
 const timings: Record<string, number> = {};
@@ -75,7 +77,9 @@ function startPlane(peer: PeerName): Promise<ControlPlane> {
   return startControlPlane({
     peer,
     source,
-    identity: { privateKeyPem: fresh.peers[peer]!.privateKeyPem },
+    identity: fresh.peers[peer]!,
+    // The peer Secret as the tunnel pod mounts it: named over SDS, read by Envoy, used for the xDS mutual TLS.
+    identityFiles: secrets[peer],
     xds: { host: CP[peer], port: 18000 },
     authz: { host: CP[peer], port: 18001 },
     egressAddress: R.egress[peer],
@@ -84,7 +88,7 @@ function startPlane(peer: PeerName): Promise<ControlPlane> {
 }
 
 function startPeerEnvoy(peer: PeerName): Promise<EnvoyProcess> {
-  return startEnvoy({ peer, addresses: { xds: { host: CP[peer], port: 18000 }, admin: { host: ENVOY[peer], port: 9901 }, health: { host: ENVOY[peer], port: 9902 } } });
+  return startEnvoy({ peer, addresses: { xds: { host: CP[peer], port: 18000 }, admin: { host: ENVOY[peer], port: 9901 }, health: { host: ENVOY[peer], port: 9902 } }, mountDirs: { '/var/run/clgo/peer': secrets[peer].dir } });
 }
 
 /** Every node of `peer` has ACKed what its control plane sent (bounded). */
@@ -137,6 +141,7 @@ beforeAll(async () => {
   const files = new Map<string, Uint8Array | string>(fresh.files);
   files.set(WEST_DENY_FILE, WEST_DENY_UNTRUSTED);
   repo = await createFabricRepo({ root, name: 'fabric', files, message: 'fabric: the example on 127.0.165.x' });
+  for (const p of PEERS) secrets[p] = await writePeerSecret(join(root, `${p}-secret`), fresh.peers[p]!, fresh.ca.certificatePem);
   git = await startGitHttpServer({ root, host: GIT_HOST });
   toClose.push(() => git.stop());
   westPerf = await startEchoServer(R.service(2), 5201);
