@@ -17,6 +17,7 @@ import { clientLookup } from '../../reconciler/runtime/local-clients.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
 import { blockRange, clientsOf, freshFabric } from '../faults/harness.ts';
 import { startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
+import { writePeerSecret, type PeerSecretFiles } from '../fixtures/peer-secret.ts';
 import { echoThrough, openEchoConnection, startEchoServer, waitFor } from '../fixtures/servers.ts';
 
 const R = blockRange(167);
@@ -28,15 +29,17 @@ const web = { host: R.egress.east, port: 8080, localAddress: R.client.web };
 let dir: string;
 let fresh: FreshFabric;
 const planes = {} as Record<Side, ControlPlane>;
+/** Each peer's Secret as its pods mount it: both data planes authenticate with it and read the identity from it. */
+const secrets = {} as Record<Side, PeerSecretFiles>;
 const running: Array<{ stop(): Promise<void> }> = [];
 let westWeb: Awaited<ReturnType<typeof startEchoServer>>;
 
 function envoyFor(peer: Side): Promise<EnvoyProcess> {
-  return startEnvoy({ peer, addresses: { xds: { host: CP[peer], port: 18000 }, admin: { host: ENVOY[peer], port: 9901 }, health: { host: ENVOY[peer], port: 9902 } } });
+  return startEnvoy({ peer, addresses: { xds: { host: CP[peer], port: 18000 }, admin: { host: ENVOY[peer], port: 9901 }, health: { host: ENVOY[peer], port: 9902 } }, mountDirs: { '/var/run/clgo/peer': secrets[peer].dir } });
 }
 
 async function nodeFor(peer: Side): Promise<XdsDataplane> {
-  const dp = startXdsDataplane({ xds: `${CP[peer]}:18000`, authz: `${CP[peer]}:18001`, nodeId: `${peer}/node` });
+  const dp = startXdsDataplane({ xds: `${CP[peer]}:18000`, authz: `${CP[peer]}:18001`, nodeId: `${peer}/node`, tls: secrets[peer] });
   if (!(await dp.waitForConfig(undefined, 15_000))) {
     await dp.close();
     throw new Error(`the Node data plane of ${peer} got no config: ${dp.status().lastError ?? ''}`);
@@ -57,10 +60,12 @@ beforeAll(async () => {
   }
   westWeb = await startEchoServer(R.service(2), 8080);
   for (const peer of ['east', 'west'] as const) {
+    secrets[peer] = await writePeerSecret(join(dir, '..', `${dir.split('/').pop()}-${peer}-secret`), fresh.peers[peer]!, fresh.ca.certificatePem);
     planes[peer] = await startControlPlane({
       peer,
       source: createDirectorySource({ dir, debounceMs: 30 }),
-      identity: { privateKeyPem: fresh.peers[peer]!.privateKeyPem },
+      identity: fresh.peers[peer]!,
+      identityFiles: secrets[peer],
       xds: { host: CP[peer], port: 18000 },
       authz: { host: CP[peer], port: 18001 },
       egressAddress: R.egress[peer],
@@ -75,6 +80,7 @@ afterAll(async () => {
   await Promise.all(Object.values(planes).map((p) => p.close()));
   await westWeb?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
+  for (const s of Object.values(secrets)) await rm(s.dir, { recursive: true, force: true });
 });
 
 describe('interop: Envoy and the Node data plane, both ways', () => {
