@@ -21,7 +21,6 @@ import {
 } from './contracts.ts';
 import { logLimiter } from './log-limiter.ts';
 import { clientAttributesFromHead, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
-import { newDurationHistogram, observeSeconds, type DurationHistogram } from './histogram.ts';
 import { idleFor, relay, type RelayHandle } from './relay.ts';
 
 export interface DataplaneLimits {
@@ -81,6 +80,8 @@ export interface DataplaneOptions {
   authorizer: Authorizer;
   logger?: Logger;
   limits?: Partial<DataplaneLimits>;
+  /** Called once per tunnel that opened (local accept → CONNECT answered 200), e.g. to feed a latency histogram. */
+  onTunnelSetup?: (importRef: string, seconds: number) => void;
 }
 
 export interface ImportStats {
@@ -94,14 +95,7 @@ export interface ImportStats {
   /** Bytes from local clients to exporters, and back: closed tunnels plus what open ones carried so far. */
   bytesOut: number;
   bytesIn: number;
-  /** Setup latency samples (ms), most recent last, bounded. */
-  setupMs: number[];
-  /** Setup latency (local accept → CONNECT answered 200) of every successful tunnel, cumulative. */
-  setupSeconds: DurationHistogram;
 }
-
-/** Bounds of the setup histogram: tunnel setup is ~1-5 ms on loopback, more across a WAN or with a time-out. */
-export const SETUP_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export interface DataplaneStats {
   version: string;
@@ -156,7 +150,6 @@ interface Tunnel {
   destroy(): void;
 }
 
-const SAMPLE_LIMIT = 4096;
 /** Writable high-water mark of relayed sockets: holds a corked batch of four 16 KiB TLS chunks (see relay.ts). */
 const RELAY_HIGH_WATER_MARK = 64 * 1024;
 
@@ -207,7 +200,7 @@ const CERT_ERRORS: Record<string, string> = {
 };
 
 function newImportStats(): ImportStats {
-  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, preconnected: 0, bytesOut: 0, bytesIn: 0, setupMs: [], setupSeconds: newDurationHistogram(SETUP_BUCKETS_SECONDS) };
+  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, preconnected: 0, bytesOut: 0, bytesIn: 0 };
 }
 
 /** The gateway answered the CONNECT with something other than 200. */
@@ -586,10 +579,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
             return;
           }
           s.active++;
-          const setupMs = performance.now() - started;
-          s.setupMs.push(setupMs);
-          observeSeconds(s.setupSeconds, setupMs / 1000);
-          if (s.setupMs.length > SAMPLE_LIMIT) s.setupMs.splice(0, s.setupMs.length - SAMPLE_LIMIT);
+          opts.onTunnelSetup?.(cfg.importRef, (performance.now() - started) / 1000);
           downstream.off('error', downstreamError);
           const tunnel = new EgressTunnel(downstream, upstream, check, cand, cfg.importRef);
           tunnels.add(tunnel);

@@ -1,12 +1,13 @@
 // Prometheus metrics of one peer runtime, on its own Registry (never prom-client's global one, so
 // several runtimes in one process — the demo, the tests — never mix). Nothing is counted here:
-// every value is read at scrape time from the runtime's status(), telemetry() and the data
-// plane's stats(), which keep the cumulative counts. A metric exists only where those sources
+// counters and gauges are read at scrape time from the runtime's status(), telemetry() and the
+// data plane's stats(), which keep the cumulative counts; the histograms and the summary are the
+// runtime's own prom-client objects (distributions), registered here. A metric exists only where those sources
 // hold exactly what it means (see docs/operations.md for the list and for what is missing).
 import type http from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { DataplaneStats } from '../../dataplane/dataplane.ts';
-import type { DurationHistogram, PeerRuntime } from './peer-runtime.ts';
+import type { PeerRuntime } from './peer-runtime.ts';
 import type { SourceStatus } from '../source/types.ts';
 
 export interface RuntimeMetricsOptions {
@@ -31,44 +32,6 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 /** Sets a counter to a cumulative value read from a source (values only grow while the runtime lives). */
 export function setCounter<L extends string>(c: Counter<L>, labels: Partial<Record<L, string>>, value: number): void {
   c.inc(labels, Math.max(0, value));
-}
-
-/**
- * A histogram whose buckets are kept elsewhere (cumulative, fixed bounds) and read at scrape time.
- * prom-client's Histogram can only observe; this renders the same exposition from the stored counts.
- */
-class ReadHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    /** One series per entry (labels, without `le`). */
-    private readonly read: () => Array<{ labels: Record<string, string>; h: DurationHistogram }>,
-  ) {}
-  get(): { name: string; help: string; type: string; aggregator: string; values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> } {
-    const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
-    for (const { labels, h } of this.read()) {
-      let cumulative = 0;
-      h.boundsSeconds.forEach((le, i) => {
-        cumulative += h.counts[i] ?? 0;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le }, value: cumulative });
-      });
-      values.push({ metricName: `${this.name}_bucket`, labels: { ...labels, le: '+Inf' }, value: h.count });
-      values.push({ metricName: `${this.name}_sum`, labels, value: h.sumSeconds });
-      values.push({ metricName: `${this.name}_count`, labels, value: h.count });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-  reset(): void {
-    // Values live in the runtime; nothing to reset here.
-  }
-}
-
-/** Quantile of a sample (nearest rank); samples need not be sorted. */
-function quantile(samples: readonly number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
 /** What the fabric-level gauges read: shared by the local runtime and the cluster control plane. */
@@ -197,9 +160,7 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       for (const [stage, n] of Object.entries(byStage)) setCounter(this, { stage }, n);
     },
   });
-  registry.registerMetric(
-    new ReadHistogram('clgo_reconcile_duration_seconds', 'Time to apply one accepted revision: slice, diff, data plane configuration and revalidation of open tunnels.', () => [{ labels: {}, h: runtime.telemetry().reconcile.durationSeconds }]) as unknown as Gauge,
-  );
+  registry.registerMetric(runtime.distributions.reconcileSeconds);
 
   // ------------------------------------------------------------ authorization
   new Counter({
@@ -258,24 +219,8 @@ export function createRuntimeMetrics(runtime: PeerRuntime, opts: RuntimeMetricsO
       }
     },
   });
-  registry.registerMetric(
-    new ReadHistogram('clgo_tunnel_setup_seconds', 'Tunnel setup latency (local accept → CONNECT answered 200) of every successful tunnel of an import.', () =>
-      Object.entries(dp()?.egress ?? {}).map(([ref, s]) => ({ labels: { import: ref }, h: s.setupSeconds })),
-    ) as unknown as Gauge,
-  );
-  new Gauge({
-    name: 'clgo_tunnel_setup_recent_seconds',
-    help: 'Tunnel setup latency (local accept → CONNECT answered 200) over the most recent successful setups (at most 4096 per import), as quantiles (clgo_tunnel_setup_seconds is the histogram).',
-    labelNames: ['import', 'quantile'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [ref, s] of Object.entries(dp()?.egress ?? {})) {
-        if (s.setupMs.length === 0) continue;
-        for (const q of [0.5, 0.9, 0.99]) this.set({ import: ref, quantile: String(q) }, quantile(s.setupMs, q) / 1000);
-      }
-    },
-  });
+  registry.registerMetric(runtime.distributions.tunnelSetupSeconds);
+  registry.registerMetric(runtime.distributions.tunnelSetupRecentSeconds);
 
   // ------------------------------------------------------------ exporter endpoints
   const perExporter = perKey('exporter', () => dp()?.exporters ?? {});

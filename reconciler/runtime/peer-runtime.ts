@@ -8,7 +8,7 @@ import { runRevisions } from './revision-loop.ts';
 import { pino } from 'pino';
 import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
-import { newDurationHistogram, observeSeconds, type DurationHistogram } from '../../dataplane/histogram.ts';
+import { Histogram, Summary } from 'prom-client';
 import type { FabricModel } from '../../schema/model.ts';
 import { slice as sliceOf } from '../slice/slice.ts';
 import { diffSlices, type SliceDiff } from '../slice/diff.ts';
@@ -55,24 +55,64 @@ export interface SliceSummary {
   policies: Array<{ tier: string; ref: string; action: string; location: string }>;
 }
 
-export type { DurationHistogram } from '../../dataplane/histogram.ts';
-
 /** Cumulative counters this runtime keeps for metrics (read at scrape time; never reset). */
 export interface RuntimeTelemetry {
   /** Revisions handed to this runtime by its source, applied or not. */
-  reconcile: { applied: number; failed: number; durationSeconds: DurationHistogram };
+  reconcile: { applied: number; failed: number };
   /** Data-plane authorization decisions, keyed by direction, result and deciding tier (`unknown` for allowed verdicts, which carry no explanation). */
   authz: Array<{ direction: 'egress' | 'ingress'; result: 'allowed' | 'denied'; tier: string; count: number }>;
 }
 
 export const RECONCILE_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Bounds of the tunnel setup histogram: setup is ~1-5 ms on loopback, more across a WAN or with a time-out. */
+export const SETUP_BUCKETS_SECONDS: readonly number[] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * Distributions this runtime observes as they happen (one observation per revision applied or per
+ * tunnel opened, never per byte), as prom-client metrics registered in no registry: every
+ * registry that exposes this runtime (runtime/metrics.ts) registers them.
+ */
+export interface RuntimeDistributions {
+  reconcileSeconds: Histogram;
+  tunnelSetupSeconds: Histogram<'import'>;
+  tunnelSetupRecentSeconds: Summary<'import'>;
+}
+
+function newDistributions(): RuntimeDistributions {
+  return {
+    reconcileSeconds: new Histogram({
+      name: 'clgo_reconcile_duration_seconds',
+      help: 'Time to apply one accepted revision: slice, diff, data plane configuration and revalidation of open tunnels.',
+      buckets: [...RECONCILE_BUCKETS_SECONDS],
+      registers: [],
+    }),
+    tunnelSetupSeconds: new Histogram({
+      name: 'clgo_tunnel_setup_seconds',
+      help: 'Tunnel setup latency (local accept → CONNECT answered 200) of every successful tunnel of an import.',
+      labelNames: ['import'],
+      buckets: [...SETUP_BUCKETS_SECONDS],
+      registers: [],
+    }),
+    tunnelSetupRecentSeconds: new Summary({
+      name: 'clgo_tunnel_setup_recent_seconds',
+      help: 'Tunnel setup latency (local accept → CONNECT answered 200) of the successful tunnels of an import in the last 10 minutes, as quantiles (clgo_tunnel_setup_seconds is the histogram since start).',
+      labelNames: ['import'],
+      percentiles: [0.5, 0.9, 0.99],
+      maxAgeSeconds: 600,
+      ageBuckets: 5,
+      registers: [],
+    }),
+  };
+}
 
 
 export interface PeerRuntime {
   readonly peer: string;
   status(): PeerRuntimeStatus;
-  /** Cumulative counters for metrics (reconcile durations and outcomes, authorization decisions). */
+  /** Cumulative counters for metrics (reconcile outcomes, authorization decisions). */
   telemetry(): RuntimeTelemetry;
+  /** Reconcile durations and tunnel setup latencies, observed as they happen. */
+  readonly distributions: RuntimeDistributions;
   /** The fabric of the last applied revision (for the status page's graph). */
   fabric(): FabricModel | null;
   slice(): Slice | null;
@@ -114,10 +154,11 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     clientAttributes: opts.clientAttributes,
     now: opts.now,
   });
-  const reconcile: RuntimeTelemetry['reconcile'] = {
-    applied: 0,
-    failed: 0,
-    durationSeconds: newDurationHistogram(RECONCILE_BUCKETS_SECONDS),
+  const reconcile: RuntimeTelemetry['reconcile'] = { applied: 0, failed: 0 };
+  const distributions = newDistributions();
+  const onTunnelSetup = (importRef: string, seconds: number): void => {
+    distributions.tunnelSetupSeconds.observe({ import: importRef }, seconds);
+    distributions.tunnelSetupRecentSeconds.observe({ import: importRef }, seconds);
   };
   // Decisions the data plane asked for (new connections, and re-checks of open tunnels after a
   // revision change). The exported `authorizer` stays uncounted for explain/status callers.
@@ -136,7 +177,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
     currentSlice = next;
     try {
       if (dataplane) await dataplane.update(config);
-      else dataplane = await startDataplane({ config, authorizer: counted.authorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits });
+      else dataplane = await startDataplane({ config, authorizer: counted.authorizer, logger: log.child({ component: 'dataplane' }), limits: opts.dataplaneLimits, onTunnelSetup });
     } catch (err) {
       currentSlice = previousSlice;
       throw err;
@@ -152,7 +193,7 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   const loop = runRevisions(opts.source, apply, log, ({ ok, seconds }) => {
     if (ok) reconcile.applied++;
     else reconcile.failed++;
-    observeSeconds(reconcile.durationSeconds, seconds);
+    distributions.reconcileSeconds.observe(seconds);
   });
 
   await opts.source.start();
@@ -160,11 +201,12 @@ export async function startPeerRuntime(opts: PeerRuntimeOptions): Promise<PeerRu
   return {
     peer: opts.peer,
     authorizer,
+    distributions,
     fabric: () => currentFabric,
     slice: () => currentSlice,
     nextApply: () => loop.nextApply(),
     telemetry: () => ({
-      reconcile: { applied: reconcile.applied, failed: reconcile.failed, durationSeconds: { ...reconcile.durationSeconds, counts: [...reconcile.durationSeconds.counts] } },
+      reconcile: { applied: reconcile.applied, failed: reconcile.failed },
       authz: counted.counts(),
     }),
     status: () => ({

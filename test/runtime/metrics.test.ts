@@ -84,6 +84,7 @@ describe('GET /metrics', () => {
     expect(d('east', 'clgo_exporter_attempts_total', { exporter: westGw })).toBe(N);
     expect(d('east', 'clgo_exporter_failures_total', { exporter: westGw })).toBe(0);
     expect(value(after.east, 'clgo_tunnel_setup_recent_seconds', { ...web, quantile: '0.5' })).toBeGreaterThan(0);
+    expect(value(after.east, 'clgo_tunnel_setup_recent_seconds', { ...web, quantile: '0.99' })).toBeGreaterThanOrEqual(value(after.east, 'clgo_tunnel_setup_recent_seconds', { ...web, quantile: '0.5' }));
     // The setup histogram saw each tunnel once, in some bucket at or below +Inf, with a positive sum.
     expect(d('east', 'clgo_tunnel_setup_seconds_count', web)).toBe(N);
     expect(d('east', 'clgo_tunnel_setup_seconds_bucket', { ...web, le: '+Inf' })).toBe(N);
