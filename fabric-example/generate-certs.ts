@@ -13,6 +13,16 @@ const FABRIC = 'example';
 /** Five years, so the committed example does not expire under CI; real peers default to one. */
 const LIFETIME_DAYS = 5 * 365;
 
+/**
+ * Peer labels other peers' policies trust (west's allow-core-perf, east's allow-web): attested here,
+ * in the admin-owned fabric.yaml, never in a peer's own peer.yaml (docs/policy.md).
+ */
+const PEER_LABELS = {
+  east: { labels: { region: 'us-east', tier: 'core' } },
+  edge: { labels: { region: 'eu-central', tier: 'edge' } },
+  west: { labels: { region: 'us-west', tier: 'core' } },
+};
+
 const root = dirname(fileURLToPath(import.meta.url));
 const ca = await createCertificateAuthority({ fabricName: FABRIC, lifetimeDays: LIFETIME_DAYS + 30 });
 const header = [
@@ -21,7 +31,7 @@ const header = [
   '# anywhere in this repository. Regenerate with: node --import tsx fabric-example/generate-certs.ts',
   '',
 ].join('\n');
-writeFileSync(join(root, 'fabric.yaml'), header + renderFabricYaml(FABRIC, [ca.certificatePem]));
+writeFileSync(join(root, 'fabric.yaml'), header + renderFabricYaml(FABRIC, [ca.certificatePem], PEER_LABELS));
 for (const peer of readdirSync(join(root, 'peers')).sort()) {
   const cert = await issuePeerCertificate({ peerName: peer, fabricName: FABRIC, ca, lifetimeDays: LIFETIME_DAYS });
   writeFileSync(join(root, 'peers', peer, 'peer.pem'), cert.certificatePem);

@@ -11,6 +11,27 @@ export const dns1123Label = z
   .max(63, 'must be at most 63 characters (DNS-1123 label)')
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label: lower-case letters, digits and "-", starting and ending with a letter or digit');
 
+/**
+ * DNS-1123 subdomain (Kubernetes' rule for the names of custom objects such as ClusterLink's
+ * Export and AccessPolicy): up to 253 characters, dot-separated labels.
+ */
+export const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const dns1123Subdomain = z
+  .string()
+  .max(253, 'must be at most 253 characters (DNS-1123 subdomain)')
+  .regex(DNS1123_SUBDOMAIN, 'must be a DNS-1123 subdomain: lower-case letters, digits, "-" and ".", each dot-separated part starting and ending with a letter or digit');
+
+/**
+ * Peer names: a DNS-1123 subdomain (ClusterLink's sample peer is `cluster17.us-east`) whose every
+ * dot-separated label is at most 63 characters, because the name is also the certificate's DNS SAN
+ * and the TLS server name (SNI), where longer labels are not valid host names.
+ */
+export const PEER_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+export const peerName = z
+  .string()
+  .max(253, 'must be at most 253 characters')
+  .regex(PEER_NAME, 'must be a DNS name: lower-case letters, digits, "-" and ".", each dot-separated part at most 63 characters, starting and ending with a letter or digit');
+
 export const port = z.number().int('must be an integer').min(1, 'must be a port in 1..65535').max(65535, 'must be a port in 1..65535');
 
 const labelKey = z
@@ -23,12 +44,39 @@ const labelValue = z
   .regex(/^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/, 'must be a Kubernetes label value');
 export const labels = z.record(labelKey, labelValue);
 
-export const metadata = z.strictObject({
-  name: dns1123Label,
-  namespace: dns1123Label.optional(),
-  labels: labels.optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-});
+/**
+ * Metadata the Kubernetes API server fills in (`kubectl get -o yaml` output): accepted so such
+ * output can be committed as is, never used (the loader notes that it ignores them).
+ */
+export const SERVER_METADATA_FIELDS = ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'managedFields', 'selfLink', 'deletionTimestamp', 'deletionGracePeriodSeconds'] as const;
+const serverMetadata = {
+  uid: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  generation: z.number().optional(),
+  // A timestamp string; YAML 1.2 core (how fabric files are read) keeps it a string.
+  creationTimestamp: z.string().nullable().optional(),
+  managedFields: z.array(z.unknown()).optional(),
+  selfLink: z.string().optional(),
+  deletionTimestamp: z.string().nullable().optional(),
+  deletionGracePeriodSeconds: z.number().optional(),
+};
+
+/**
+ * Object metadata. `name` is a DNS-1123 subdomain (253) for the kinds Kubernetes allows that for,
+ * a DNS-1123 label where the name becomes one: an Import's name is its Service's name, the
+ * Fabric's is a label of every peer certificate's URI SAN.
+ */
+const metadataWith = (name: z.ZodType<string>) =>
+  z.strictObject({
+    name,
+    namespace: dns1123Label.optional(),
+    labels: labels.optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+    ...serverMetadata,
+  });
+export const metadata = metadataWith(dns1123Subdomain);
+export const labelMetadata = metadataWith(dns1123Label);
+export const peerMetadata = metadataWith(peerName);
 
 export const labelSelectorRequirement = z.strictObject({
   // Policy attribute keys such as `client.clusterlink.net/labels.app` are longer than label keys allow.
@@ -62,6 +110,12 @@ export const signingKey = z.strictObject({
   publicKey: z.string().min(1),
 });
 
+/** Attributes of one peer that the fabric admins attest (other peers' policies may trust them). */
+export const peerAttestation = z.strictObject({
+  /** Seen by policies as `peer.clusterlink.net/labels.<key>`, on every peer's decisions. */
+  labels: labels.optional(),
+});
+
 export const fabricSpec = z.strictObject({
   /** One or more CA certificates; two during a CA rotation. */
   caCertificates: z.array(pemCertificate).min(1, 'needs at least one CA certificate'),
@@ -77,6 +131,11 @@ export const fabricSpec = z.strictObject({
       allowedSigningKeys: z.array(signingKey).optional(),
     })
     .optional(),
+  /**
+   * Per peer (by name), the attributes policies may use: the only source of peer labels. A peer's
+   * own peer.yaml cannot set them, because other peers' policies trust them (docs/policy.md).
+   */
+  peers: z.record(peerName, peerAttestation).optional(),
 });
 
 export const gateway = z.strictObject({
@@ -94,10 +153,11 @@ export const exportSpec = z.strictObject({
   port,
 });
 
+/** Empty or absent exportName / exportNamespace mean the import's own name / namespace (as in ClusterLink). */
 export const importSource = z.strictObject({
-  exportName: dns1123Label,
-  exportNamespace: dns1123Label,
-  peer: dns1123Label,
+  exportName: z.union([z.literal(''), dns1123Subdomain]).optional(),
+  exportNamespace: z.union([z.literal(''), dns1123Label]).optional(),
+  peer: peerName,
 });
 
 export const lbScheme = z.enum(['round-robin', 'random', 'static']);
@@ -105,7 +165,8 @@ export const lbScheme = z.enum(['round-robin', 'random', 'static']);
 export const importSpec = z.strictObject({
   port,
   targetPort: port.optional(),
-  sources: z.array(importSource).min(1, 'an import needs at least one source (peer, exportName, exportNamespace)'),
+  /** May be empty (as in ClusterLink, the Service exists and every connection is refused); the loader warns. */
+  sources: z.array(importSource),
   lbScheme: lbScheme.optional(),
 });
 
@@ -115,20 +176,22 @@ export const accessPolicySpec = z.strictObject({
   to: z.array(workloadSetOrSelector),
 });
 
-const base = <K extends string, S extends z.ZodType>(kind: K, spec: S) =>
+const base = <K extends string, S extends z.ZodType, M extends z.ZodType>(kind: K, spec: S, meta: M) =>
   z.strictObject({
     apiVersion: z.literal(API_VERSION),
     kind: z.literal(kind),
-    metadata,
+    metadata: meta,
     spec,
+    /** Written by ClusterLink's controllers (`kubectl get -o yaml` output): accepted and ignored, with a note. */
+    status: z.unknown().optional(),
   });
 
-export const fabricObject = base('Fabric', fabricSpec);
-export const peerObject = base('Peer', peerSpec);
-export const exportObject = base('Export', exportSpec);
-export const importObject = base('Import', importSpec);
-export const accessPolicyObject = base('AccessPolicy', accessPolicySpec);
-export const privilegedAccessPolicyObject = base('PrivilegedAccessPolicy', accessPolicySpec);
+export const fabricObject = base('Fabric', fabricSpec, labelMetadata);
+export const peerObject = base('Peer', peerSpec, peerMetadata);
+export const exportObject = base('Export', exportSpec, metadata);
+export const importObject = base('Import', importSpec, labelMetadata);
+export const accessPolicyObject = base('AccessPolicy', accessPolicySpec, metadata);
+export const privilegedAccessPolicyObject = base('PrivilegedAccessPolicy', accessPolicySpec, metadata);
 
 export const kindSchemas = {
   Fabric: fabricObject,

@@ -5,7 +5,8 @@ import { closest, distance } from 'fastest-levenshtein';
 import jsyaml from 'js-yaml';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { API_VERSION, KINDS, kindSchemas, type Kind } from './kinds.ts';
+import { API_VERSION, KINDS, SERVER_METADATA_FIELDS, kindSchemas, type Kind } from './kinds.ts';
+import { assignListenPorts } from './listen-ports.ts';
 import type {
   Diagnostic,
   ExportModel,
@@ -126,6 +127,8 @@ interface UnitState {
   draft: PeerDraft | null;
   model: PeerModel | null;
   missing: Diagnostic | null;
+  /** buildPeer's warnings: reported where a full load reports them (with the missing-peer errors). */
+  modelWarnings: Diagnostic[];
 }
 
 interface PeerCheck {
@@ -141,12 +144,14 @@ const KNOWN_FIELDS = [
   'caCertificates', 'revoked', 'serials', 'fingerprints', 'repo', 'requireSignedCommits', 'allowedSigningKeys',
   'type', 'publicKey', 'gateways', 'host', 'port', 'targetPort', 'sources', 'exportName', 'exportNamespace',
   'peer', 'lbScheme', 'action', 'from', 'to', 'workloadSets', 'workloadSelector', 'matchLabels',
-  'matchExpressions', 'key', 'operator', 'values',
+  'matchExpressions', 'key', 'operator', 'values', 'peers', 'status', ...SERVER_METADATA_FIELDS,
 ];
 
 const PRIVATE_KEY = /-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|PuTTY-User-Key-File|-----BEGIN PGP PRIVATE KEY BLOCK-----/;
 /** Import annotation choosing session affinity (Kubernetes' Service sessionAffinity values). */
 export const SESSION_AFFINITY = 'clusterlink.net/session-affinity';
+/** ClusterLink's Import label asking to merge the import into an existing Service (v1alpha1.LabelImportMerge). */
+export const IMPORT_MERGE = 'import.clusterlink.net/merge';
 const POLICY_ATTRIBUTE_PREFIXES = ['peer.clusterlink.net/', 'client.clusterlink.net/', 'export.clusterlink.net/'];
 const DIR_KIND: Record<string, Kind[]> = {
   exports: ['Export'],
@@ -593,7 +598,8 @@ function classify(path: string, parts: string[]): Classified {
   if (parts.length === 3 && (parts[2] === 'peer.yaml' || parts[2] === 'peer.yml')) return { kind: 'peer', peer };
   if (parts.length === 3 && parts[2] === 'peer.pem') return { kind: 'cert', peer };
   if (parts.length === 3 && /^(README|CODEOWNERS|OWNERS)(\.md)?$/i.test(parts[2] ?? '')) return IGNORED;
-  if (parts.length === 4 && parts[2] && DIR_KIND[parts[2]] && /\.ya?ml$/.test(parts[3] ?? '')) return { kind: 'objects', peer, dir: parts[2] };
+  // ClusterLink ships policies as JSON, which is YAML: read both.
+  if (parts.length === 4 && parts[2] && DIR_KIND[parts[2]] && /\.(ya?ml|json)$/.test(parts[3] ?? '')) return { kind: 'objects', peer, dir: parts[2] };
   if (parts.length === 4 && parts[2] && DIR_KIND[parts[2]] && /^README(\.md)?$/i.test(parts[3] ?? '')) return IGNORED;
   return { kind: 'unknown-peer-file', peer };
 }
@@ -831,7 +837,23 @@ function parseObject(file: FileText, parsed: ParsedDoc, allowed: Kind[], dirHint
     reportSchemaIssues(base, kind, result.error.issues, diags);
     return null;
   }
+  noteIgnoredFields(base, rec, diags);
   return new CheckedObject(kind as Kind, file, source, result.data, parsed);
+}
+
+/** `status:` and server-set metadata (kubectl get -o yaml output) are accepted; say once per object that they mean nothing here. */
+function noteIgnoredFields(obj: DocRef, rec: Record<string, unknown>, diags: Diagnostics): void {
+  const meta = isRecord(rec.metadata) ? rec.metadata : {};
+  const ignored = [...(rec.status !== undefined ? ['status'] : []), ...SERVER_METADATA_FIELDS.filter((f) => meta[f] !== undefined).map((f) => `metadata.${f}`)];
+  if (ignored.length === 0) return;
+  const first = ignored[0]!;
+  diags.warn(
+    positionOf(obj, first.split('.'), true),
+    'ignored-server-fields',
+    first,
+    `${ignored.join(', ')} ${ignored.length === 1 ? 'is' : 'are'} set by a Kubernetes API server and ignored here`,
+    'nothing to do (kubectl get -o yaml output may be committed as is); delete them to silence this note',
+  );
 }
 
 function kindHome(kind: Kind): string {
@@ -923,9 +945,11 @@ function processFile(pass: Pass, path: string, bytes: Uint8Array | string, entry
   }
   switch (cls.kind) {
     case 'ignored':
+      if (holdsFabricObject(path, text, limits)) misplaced(diags, path, text);
       break;
     case 'unknown-peer-file':
-      diags.warn(at(path), 'unknown-file', '', `file is not part of the fabric layout and is ignored`, 'objects go in peers/<peer>/{peer.yaml,peer.pem,exports/,imports/,policies/}');
+      if (holdsFabricObject(path, text, limits)) misplaced(diags, path, text);
+      else diags.warn(at(path), 'unknown-file', '', `file is not part of the fabric layout and is ignored`, 'objects go in peers/<peer>/{peer.yaml,peer.pem,exports/,imports/,policies/}');
       break;
     case 'cert':
       pass.draft(cls.peer!).certificatePem = text;
@@ -962,8 +986,24 @@ function processFile(pass: Pass, path: string, bytes: Uint8Array | string, entry
   return true;
 }
 
-/** A draft's PeerModel, or the diagnostic saying its peer.yaml is missing. */
-function buildPeer(d: PeerDraft): { model: PeerModel; missing: null } | { model: null; missing: Diagnostic } {
+/**
+ * Whether a file outside the layout holds a clusterlink.net object (a policy saved next to the
+ * policies/ folder, a `.yml.bak`, a top-level policies/ folder...): loading nothing from it silently
+ * would leave, say, a deny policy quietly unenforced, so it is an error.
+ */
+function holdsFabricObject(path: string, text: string, limits: LoadLimits): boolean {
+  if (!/\.(ya?ml|json)$/i.test(path) || !text.includes(API_VERSION)) return false;
+  const parsed = parseFile(path, text, limits, new Diagnostics());
+  return parsed !== null && parsed.docs.some((d) => isRecord(d.data) && d.data.apiVersion === API_VERSION && (KINDS as unknown[]).includes(d.data.kind));
+}
+
+function misplaced(diags: Diagnostics, path: string, text: string): void {
+  const p = lineOfOffset(text, text.indexOf(API_VERSION));
+  diags.error({ ...p, file: path }, 'misplaced-object', '', `this file holds a ${API_VERSION} object, but it is not where the fabric layout reads objects: it would be ignored`, 'move it to fabric.yaml or peers/<peer>/{peer.yaml,exports/,imports/,policies/} (.yaml, .yml or .json)');
+}
+
+/** A draft's PeerModel (with its warnings), or the diagnostic saying its peer.yaml is missing. */
+function buildPeer(d: PeerDraft): { model: PeerModel; missing: null; warnings: Diagnostic[] } | { model: null; missing: Diagnostic } {
   if (!d.peerYaml) {
     const anyObject = d.exports[0]?.source ?? d.imports[0]?.source ?? d.policies[0]?.source;
     const missing: Diagnostic = {
@@ -979,14 +1019,29 @@ function buildPeer(d: PeerDraft): { model: PeerModel; missing: null } | { model:
     return { model: null, missing };
   }
   const spec = d.peerYaml.data as z.infer<typeof kindSchemas.Peer>;
+  const declaredLabels = spec.metadata.labels ?? {};
+  const warnings = new Diagnostics();
+  if (Object.keys(declaredLabels).length > 0) {
+    warnings.warn(
+      positionOf(d.peerYaml, ['metadata', 'labels'], true),
+      'unattested-peer-labels',
+      'metadata.labels',
+      `labels in peers/${d.name}/peer.yaml feed no policy decision: other peers' policies trust peer labels, so only the fabric admins set them`,
+      `ask the fabric admins to set them in fabric.yaml (spec.peers.${d.name}.labels), then remove them here (docs/policy.md, "Who may change what")`,
+    );
+  }
+  const imports = d.imports.sort(byNsName);
+  const listenPorts = assignListenPorts(imports);
+  imports.forEach((imp, i) => (imp.listenPort = listenPorts[i]!));
   return {
+    warnings: warnings.warnings,
     model: {
       name: d.name,
-      labels: spec.metadata.labels ?? {},
+      declaredLabels,
       gateways: spec.spec.gateways,
       certificatePem: d.certificatePem,
       exports: d.exports.sort(byNsName),
-      imports: d.imports.sort(byNsName),
+      imports,
       policies: [...d.policies.filter((p) => p.tier === 'privileged').sort(byNsName), ...d.policies.filter((p) => p.tier === 'user').sort(byNsName)],
       source: d.peerYaml.source,
     },
@@ -1002,12 +1057,22 @@ function finish(pass: Pass, peerModels: PeerModel[]): LoadResult {
   }
   if (!fabricObj || diags.errors.length > 0) return { ok: false, errors: diags.errors, warnings: diags.warnings };
   const f = fabricObj.data as z.infer<typeof kindSchemas.Fabric>;
+  const peerLabels: Record<string, Record<string, string>> = {};
+  const names = new Set(peerModels.map((p) => p.name));
+  for (const [name, attested] of Object.entries(f.spec.peers ?? {})) {
+    peerLabels[name] = attested.labels ?? {};
+    if (!names.has(name)) {
+      // A warning, not an error: a peer's team deleting its directory must not be blocked by fabric.yaml.
+      diags.warn(positionOf(fabricObj, ['spec', 'peers', name], true), 'attested-peer-missing', `spec.peers.${name}`, `fabric.yaml attests labels of peer "${name}", which has no peers/${name}/ directory`, 'remove the entry, or fix the name (a typo leaves the real peer without its labels)');
+    }
+  }
   const fabric: FabricModel = {
     name: f.metadata.name,
     caCertificates: f.spec.caCertificates,
     revoked: { serials: f.spec.revoked?.serials ?? [], fingerprints: f.spec.revoked?.fingerprints ?? [] },
     repo: { requireSignedCommits: f.spec.repo?.requireSignedCommits ?? false, allowedSigningKeys: f.spec.repo?.allowedSigningKeys ?? [] },
     peers: peerModels,
+    peerLabels,
     source: fabricObj.source,
   };
   return { ok: true, fabric, warnings: diags.warnings };
@@ -1076,7 +1141,10 @@ function loadFull(files: ReadonlyMap<string, Uint8Array | string>, limits: LoadL
   for (const d of [...peers.values()].sort((a, b) => a.name.localeCompare(b.name))) {
     const b = buildPeer(d);
     if (b.missing) diags.add(b.missing);
-    else peerModels.push(b.model);
+    else {
+      peerModels.push(b.model);
+      for (const w of b.warnings) diags.add(w);
+    }
   }
 
   checkGateways(peerModels, diags);
@@ -1115,7 +1183,7 @@ function loadIncremental(files: ReadonlyMap<string, Uint8Array | string>, limits
   const unitFor = (key: string): UnitState => {
     let u = cache.units.get(key);
     if (!u) {
-      u = { key, paths: [], dirty: true, errors: [], warnings: [], draft: null, model: null, missing: null };
+      u = { key, paths: [], dirty: true, errors: [], warnings: [], draft: null, model: null, missing: null, modelWarnings: [] };
       cache.units.set(key, u);
       cache.segments = null;
     }
@@ -1225,7 +1293,10 @@ function loadIncremental(files: ReadonlyMap<string, Uint8Array | string>, limits
   for (const key of cache.draftOrder) {
     const u = cache.units.get(key)!;
     if (u.missing) diags.add(u.missing);
-    else peerModels.push(u.model!);
+    else {
+      peerModels.push(u.model!);
+      for (const w of u.modelWarnings) diags.add(w);
+    }
   }
 
   checkGateways(peerModels, diags);
@@ -1256,6 +1327,7 @@ function rebuildUnit(u: UnitState, files: ReadonlyMap<string, Uint8Array | strin
   const built = draft ? buildPeer(draft) : null;
   u.model = built?.model ?? null;
   u.missing = built?.missing ?? null;
+  u.modelWarnings = built?.model ? built.warnings : [];
   u.dirty = false;
 }
 
@@ -1370,11 +1442,27 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
   switch (obj.kind) {
     case 'Export': {
       const s = (obj.data as z.infer<typeof kindSchemas.Export>).spec;
+      if (s.host === undefined && !DNS1123.test(meta.name)) {
+        diags.warn(positionOf(obj, ['metadata', 'name']), 'export-host-default', 'spec.host', `export ${meta.name} has no host, and its default ${meta.name}.${namespace}.svc.cluster.local names a Service that cannot exist (Service names are DNS-1123 labels)`, 'set spec.host to the Service (or host) that serves this export');
+      }
       d.exports.push({ peer: d.name, name: meta.name, namespace: namespace!, labels, host: s.host ?? `${meta.name}.${namespace}.svc.cluster.local`, port: s.port, source: obj.source });
       break;
     }
     case 'Import': {
       const s = (obj.data as z.infer<typeof kindSchemas.Import>).spec;
+      if (labels[IMPORT_MERGE] !== undefined) {
+        diags.error(
+          positionOf(obj, ['metadata', 'labels', IMPORT_MERGE], true),
+          'unsupported',
+          `metadata.labels.${IMPORT_MERGE}`,
+          `${IMPORT_MERGE} (merging the import into an existing Service) is not supported: the reconciler owns the Services it applies and deletes them with the import, which would delete a Service it does not own`,
+          'remove the label and point clients at the import\'s own Service (its name and namespace); see docs/policy.md, "YAML accepted"',
+        );
+        return;
+      }
+      if (s.sources.length === 0) {
+        diags.warn(positionOf(obj, ['spec', 'sources'], true), 'import-no-sources', 'spec.sources', `import ${namespace}/${meta.name} has no sources: its Service is created and every connection to it is refused`, 'add a source (peer, exportName, exportNamespace), or delete the import');
+      }
       const imp: ImportModel = {
         peer: d.name,
         name: meta.name,
@@ -1382,7 +1470,9 @@ function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): void {
         labels,
         port: s.port,
         targetPort: s.targetPort ?? null,
-        sources: s.sources.map((src) => ({ peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace })),
+        listenPort: s.targetPort ?? s.port, // final value set per peer by assignListenPorts
+        // Empty or absent export name/namespace: the import's own (ClusterLink's authz manager does the same).
+        sources: s.sources.map((src) => ({ peer: src.peer, exportName: src.exportName || meta.name, exportNamespace: src.exportNamespace || namespace! })),
         lbScheme: s.lbScheme ?? 'round-robin',
         sessionAffinity: 'None',
         source: obj.source,
@@ -1494,11 +1584,11 @@ function checkImports(p: PeerModel, draft: PeerDraft | undefined, byName: Map<st
   for (const imp of p.imports) {
     // Positions only when reporting: computing them needs the file's full syntax tree.
     const obj = objects?.get(imp);
-    const listenPort = imp.targetPort ?? imp.port;
+    const listenPort = imp.listenPort;
     const clash = ports.get(listenPort);
     if (clash) {
       const where = obj ? positionOf(obj, ['spec', (obj.data as z.infer<typeof kindSchemas.Import>).spec.targetPort !== undefined ? 'targetPort' : 'port']) : imp.source;
-      diags.error(where, 'port-conflict', 'spec.port', `import ${imp.namespace}/${imp.name} listens on port ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort');
+      diags.error(where, 'port-conflict', 'spec.targetPort', `import ${imp.namespace}/${imp.name} listens on targetPort ${listenPort}, already used by import ${clash.namespace}/${clash.name} (${clash.source.file}:${clash.source.line})`, 'give one of them another targetPort, or drop targetPort and let the listen port be assigned');
     }
     ports.set(listenPort, imp);
     const sources = imp.sources;

@@ -18,6 +18,12 @@ export interface FabricModel {
   repo: { requireSignedCommits: boolean; allowedSigningKeys: SigningKey[] };
   /** Sorted by name. */
   peers: PeerModel[];
+  /**
+   * Peer labels attested by the fabric admins (fabric.yaml spec.peers.<peer>.labels): the only
+   * labels policies see as `peer.clusterlink.net/labels.*`, on every peer. Peers without an entry
+   * have no labels.
+   */
+  peerLabels: Record<string, Record<string, string>>;
   source: SourceRef;
 }
 
@@ -28,7 +34,11 @@ export interface Gateway {
 
 export interface PeerModel {
   name: string;
-  labels: Record<string, string>;
+  /**
+   * metadata.labels of peers/<peer>/peer.yaml, kept only to warn about them: a peer's own labels
+   * never feed a decision (FabricModel.peerLabels does). See docs/policy.md, "Who may change what".
+   */
+  declaredLabels: Record<string, string>;
   gateways: Gateway[];
   /** PEM of peers/<peer>/peer.pem, if committed (validation reports it missing). */
   certificatePem: string | null;
@@ -64,6 +74,12 @@ export interface ImportModel {
   labels: Record<string, string>;
   port: number;
   targetPort: number | null;
+  /**
+   * Where this peer's data plane listens for the import: targetPort when given; otherwise port,
+   * unless another import of the peer already listens there (two Services on one port in two
+   * namespaces), then a port derived from the import's namespace/name (see schema/listen-ports.ts).
+   */
+  listenPort: number;
   sources: ImportSourceModel[];
   lbScheme: LbScheme;
   /**

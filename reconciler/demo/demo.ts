@@ -331,7 +331,7 @@ export function demoStatus(runtimes: Record<string, PeerRuntime>): unknown {
       return { name: profileName(attributes), attributes };
     });
   return {
-    fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, labels: p.labels, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null,
+    fabric: fabric ? { name: fabric.name, peers: fabric.peers.map((p) => ({ name: p.name, labels: fabric.peerLabels[p.name] ?? {}, exports: p.exports.map((e) => ({ name: e.name, namespace: e.namespace })) })) } : null,
     peers: Object.values(runtimes).map((r) => r.status()),
     flows: fabric ? computeFlows(fabric, (peer) => profiles(peer)) : [],
   };

@@ -21,7 +21,7 @@ export type AddressType = 'IPv4' | 'IPv6';
 
 /** One import Service that should have slices: where, the port the data plane listens on, its uid. */
 export interface EndpointSliceTarget extends ObjectRef {
-  /** The import's listen port (targetPort ?? port). */
+  /** The import's listen port (SliceImport.listenPort). */
   port: number;
   /** For the owner reference (garbage collection with the Service); omitted when unknown. */
   uid?: string | undefined;

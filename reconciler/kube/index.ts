@@ -217,7 +217,7 @@ export function startKubeTarget(opts: KubeTargetOptions): KubeTarget {
       const targets: EndpointSliceTarget[] = [];
       for (const l of svc.live) {
         const i = firstImport.get(`${l.namespace}/${l.name}`);
-        if (i) targets.push({ namespace: l.namespace, name: l.name, uid: l.uid, port: i.targetPort ?? i.port });
+        if (i) targets.push({ namespace: l.namespace, name: l.name, uid: l.uid, port: i.listenPort });
       }
       sliceTargets = targets;
       if (await podsListedWithin(opts.podListTimeoutMs ?? 10_000)) {

@@ -5,7 +5,7 @@ import type { SliceImport } from '../slice/types.ts';
 const opts: PlanOptions = { peer: 'east', revision: 'r1', fieldManager: FIELD_MANAGER, createNamespaces: false };
 
 function imp(namespace: string, name: string, port = 80, extra: Partial<SliceImport> = {}): SliceImport {
-  return { name, namespace, labels: {}, port, targetPort: null, lbScheme: 'round-robin', sessionAffinity: 'None', sources: [], source: { file: 'peers/east/imports/x.yaml', line: 3, column: 1 }, ...extra };
+  return { name, namespace, labels: {}, port, targetPort: null, listenPort: extra.targetPort ?? port, lbScheme: 'round-robin', sessionAffinity: 'None', sources: [], source: { file: 'peers/east/imports/x.yaml', line: 3, column: 1 }, ...extra };
 }
 
 function existingFrom(i: SliceImport, peer = 'east'): ServiceObject {

@@ -101,7 +101,7 @@ export function serviceManifest(imp: SliceImport, opts: Pick<PlanOptions, 'peer'
     metadata: { name: imp.name, namespace: imp.namespace, labels, annotations },
     spec: {
       type: 'ClusterIP',
-      ports: [{ name: 'tcp', protocol: 'TCP', port: imp.port, targetPort: imp.targetPort ?? imp.port }],
+      ports: [{ name: 'tcp', protocol: 'TCP', port: imp.port, targetPort: imp.listenPort }],
     },
   };
   annotations[ANNOTATION_SPEC_HASH] = specHash(manifest);

@@ -25,6 +25,7 @@ function importFrom(peer: string, source: string): ImportModel {
     labels: {},
     port: 5432,
     targetPort: null,
+    listenPort: 5432,
     sources: [{ peer: source, exportName: 'db', exportNamespace: 'default' }],
     lbScheme: 'round-robin',
     sessionAffinity: 'None',
@@ -33,7 +34,7 @@ function importFrom(peer: string, source: string): ImportModel {
 }
 
 function peer(name: string, certificatePem: string | null, imports: ImportModel[] = []): PeerModel {
-  return { name, labels: {}, gateways: [{ host: `${name}.example`, port: 443 }], certificatePem, exports: [], imports, policies: [], source: { file: `peers/${name}/peer.yaml`, line: 1, column: 1 } };
+  return { name, declaredLabels: {}, gateways: [{ host: `${name}.example`, port: 443 }], certificatePem, exports: [], imports, policies: [], source: { file: `peers/${name}/peer.yaml`, line: 1, column: 1 } };
 }
 
 function fabric(peers: PeerModel[], extra: Partial<FabricModel> = {}): FabricModel {
@@ -43,6 +44,7 @@ function fabric(peers: PeerModel[], extra: Partial<FabricModel> = {}): FabricMod
     revoked: { serials: [], fingerprints: [] },
     repo: { requireSignedCommits: false, allowedSigningKeys: [] },
     peers,
+    peerLabels: {},
     source: { file: 'fabric.yaml', line: 1, column: 1 },
     ...extra,
   };

@@ -72,7 +72,7 @@ export function certificateDiagnostics(fabric: FabricModel, opts: { now?: Date; 
     fabric: fabric.name,
     caCertificates: fabric.caCertificates,
     revoked: { serials: [], fingerprints: [] },
-    members: fabric.peers.map((p) => ({ name: p.name, labels: p.labels, gateways: [], certificateFingerprint: safeFingerprint(p.certificatePem) })),
+    members: fabric.peers.map((p) => ({ name: p.name, labels: fabric.peerLabels[p.name] ?? {}, gateways: [], certificateFingerprint: safeFingerprint(p.certificatePem) })),
   };
 
   for (const peer of fabric.peers) {

@@ -3,8 +3,9 @@
 import { isSeq, parse, parseDocument, stringify } from 'yaml';
 import { API_VERSION, fabricObject } from '../../schema/kinds.ts';
 
-export function renderFabricYaml(name: string, caCertificates: string[]): string {
-  const doc = { apiVersion: API_VERSION, kind: 'Fabric', metadata: { name }, spec: { caCertificates: caCertificates.map((c) => c.trim() + '\n') } };
+/** `peers`: labels the admins attest per peer (spec.peers), for policies to trust. */
+export function renderFabricYaml(name: string, caCertificates: string[], peers?: Record<string, { labels: Record<string, string> }>): string {
+  const doc = { apiVersion: API_VERSION, kind: 'Fabric', metadata: { name }, spec: { caCertificates: caCertificates.map((c) => c.trim() + '\n'), ...(peers ? { peers } : {}) } };
   return (
     `# The fabric ${name}: its CA bundle (public certificates only; the CA key is kept outside this repository).\n` +
     '# During a CA rotation list the new CA next to the old one; see docs/pki.md.\n' +

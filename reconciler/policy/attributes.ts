@@ -1,9 +1,18 @@
 // The attribute vocabulary of access policies (ClusterLink's, unchanged) and the two attribute sets
-// of one connection: source (matched by a policy's `from`) and destination (matched by `to`).
+// of one connection: source (matched by a policy's `from`) and destination (matched by `to`). They
+// are assembled as ClusterLink's authz manager does (pkg/controlplane/authz/manager.go,
+// getSrcAttributes / getDstAttributes):
 //
-// Egress (decided on the importing peer): src = the local client; dst = the export and the
-// exporting peer. Ingress (decided on the exporting peer): src = the client (as asserted by the
-// verified importing peer) and the importing peer; dst = the export.
+// Egress (decided on the importing peer):
+//   src = the local client + the importing (local) peer's own name and labels;
+//   dst = the export's name and namespace, the *Import's* labels as export labels, and the exporting
+//         peer's name and labels.
+// Ingress (decided on the exporting peer):
+//   src = the client (as asserted by the importing peer) + the importing peer's name (from its
+//         verified certificate, where ClusterLink takes the name the remote control plane sends)
+//         and labels;
+//   dst = the export's name, namespace and labels + the exporting (local) peer's name and labels.
+// Peer labels are the ones the fabric admins attest in fabric.yaml, on both sides (docs/policy.md).
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 
 export const ATTR = {
@@ -23,12 +32,26 @@ export interface AccessRequest {
   direction: 'egress' | 'ingress';
   /** Whose user policies apply: the import's namespace on egress, the export's on ingress. */
   namespace: string;
-  /** The peer deciding (for messages). */
+  /** The peer deciding: its name is an attribute (egress source, ingress destination). */
   self: string;
-  client: ClientAttributes;
+  /** The deciding peer's attested labels. */
+  selfLabels: Record<string, string>;
+  /**
+   * The client's attributes; null when unknown (egress: no Pod has the source address; ingress: the
+   * importing peer sent none). An unknown client is refused when any policy selects on `from`.
+   */
+  client: ClientAttributes | null;
   /** The other peer: the exporter on egress, the verified importer on ingress. */
   peer: { name: string; labels: Record<string, string> };
+  /** The export's name and namespace; labels: the Import's on egress, the Export's on ingress. */
   export: { name: string; namespace: string; labels: Record<string, string> };
+}
+
+/** Client attributes that say nothing (what a data plane sends for a client it could not identify). */
+export function isUnknownClient(c: ClientAttributes): boolean {
+  if (c.namespace !== undefined || c.serviceAccount !== undefined) return false;
+  for (const k in c.labels) if (Object.hasOwn(c.labels, k)) return false;
+  return true;
 }
 
 export function clientAttributes(c: ClientAttributes, into: Attributes = {}): Attributes {
@@ -53,10 +76,15 @@ export function exportAttributes(e: AccessRequest['export'], into: Attributes = 
 
 /** The attribute sets one request presents to the policies. */
 export function requestAttributes(r: AccessRequest): { src: Attributes; dst: Attributes } {
-  const src = clientAttributes(r.client);
+  const src = r.client ? clientAttributes(r.client) : {};
   const dst = exportAttributes(r.export);
-  if (r.direction === 'ingress') peerAttributes(r.peer.name, r.peer.labels, src);
-  else peerAttributes(r.peer.name, r.peer.labels, dst);
+  if (r.direction === 'ingress') {
+    peerAttributes(r.peer.name, r.peer.labels, src);
+    peerAttributes(r.self, r.selfLabels, dst);
+  } else {
+    peerAttributes(r.self, r.selfLabels, src);
+    peerAttributes(r.peer.name, r.peer.labels, dst);
+  }
   return { src, dst };
 }
 

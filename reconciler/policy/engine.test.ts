@@ -25,6 +25,7 @@ const request = (over: Partial<AccessRequest> = {}): AccessRequest => ({
   direction: 'ingress',
   namespace: 'default',
   self: 'west',
+  selfLabels: { tier: 'core' },
   client: { namespace: 'web', serviceAccount: 'frontend', labels: { app: 'shop', tier: 'gold' } },
   peer: { name: 'east', labels: { region: 'eu' } },
   export: { name: 'http', namespace: 'default', labels: { team: 'a' } },

@@ -9,7 +9,10 @@
 //    In and Exists do not — so a client with unknown attributes is matched only by selectors that do
 //    not require a client attribute;
 //  - within one tier/action several policies may match; ClusterLink reports whichever its map
-//    yields first, we report the first in (namespace, name) order so explanations are stable.
+//    yields first, we report the first in (namespace, name) order so explanations are stable;
+//  - a client with unknown attributes is refused outright when any policy of the peer (either tier,
+//    any namespace, allow or deny) has a `from` selector with matchLabels or matchExpressions
+//    (ClusterLink's PDP.DependsOnClientAttrs, checked by its authz manager before deciding).
 // Invalid policies never reach the engine: the loader refuses the revision (the last good keeps serving).
 //
 // Indexing: a policy whose every `to` entry requires specific export names (matchLabels or In) is
@@ -24,6 +27,8 @@ export type Tier = 'privileged' | 'user' | 'default';
 export interface Decision {
   allowed: boolean;
   tier: Tier;
+  /** What decided: a policy, default deny (nothing matched), or the unknown-client rule. */
+  reason: 'policy' | 'default-deny' | 'unknown-client';
   /** `<namespace>/<name>` of a user policy, `<name>` of a privileged one; null on default deny. */
   policy: string | null;
   /** file:line of the deciding policy in the fabric repository. */
@@ -78,6 +83,8 @@ export interface CompiledPolicies {
   userDeny: Map<string, PolicyList>;
   userAllow: Map<string, PolicyList>;
   count: number;
+  /** The first policy (in evaluation order) whose `from` selects on attributes: unknown clients are refused. */
+  clientDependent: { id: string; location: string } | null;
 }
 
 function compileSelector(sel: LabelSelector): CompiledSelector {
@@ -155,15 +162,21 @@ function file(list: PolicyList, p: CompiledPolicy): void {
   list.unindexed.push(p);
 }
 
+/** ClusterLink's dependsOnClientAttrs for one policy: some `from` selector is not empty. */
+export function dependsOnSourceAttributes(p: PolicyModel): boolean {
+  return p.from.some((w) => w.workloadSelector !== undefined && (Object.keys(w.workloadSelector.matchLabels ?? {}).length > 0 || (w.workloadSelector.matchExpressions ?? []).length > 0));
+}
+
 export const policyId = (p: PolicyModel): string => (p.namespace ? `${p.namespace}/${p.name}` : p.name);
 
 /** Compiles one peer's policies. Order inside a tier is (namespace, name) so results are deterministic. */
 export function compilePolicies(policies: readonly PolicyModel[]): CompiledPolicies {
   const sorted = [...policies].sort((a, b) => (policyId(a) < policyId(b) ? -1 : policyId(a) > policyId(b) ? 1 : 0));
-  const c: CompiledPolicies = { privilegedDeny: emptyList(), privilegedAllow: emptyList(), userDeny: new Map(), userAllow: new Map(), count: 0 };
+  const c: CompiledPolicies = { privilegedDeny: emptyList(), privilegedAllow: emptyList(), userDeny: new Map(), userAllow: new Map(), count: 0, clientDependent: null };
   sorted.forEach((policy, ordinal) => {
     const cp: CompiledPolicy = { ordinal, policy, id: policyId(policy), location: `${policy.source.file}:${policy.source.line}`, from: compileEntries(policy.from), to: compileEntries(policy.to) };
     c.count++;
+    if (c.clientDependent === null && dependsOnSourceAttributes(policy)) c.clientDependent = { id: cp.id, location: cp.location };
     if (policy.tier === 'privileged') file(policy.action === 'deny' ? c.privilegedDeny : c.privilegedAllow, cp);
     else {
       const byNs = policy.action === 'deny' ? c.userDeny : c.userAllow;
@@ -225,6 +238,18 @@ function what(r: AccessRequest): string {
 
 /** Decides one request on the deciding peer's compiled policies. Allocation-light: runs per connection. */
 export function decide(compiled: CompiledPolicies, request: AccessRequest): Decision {
+  if (request.client === null && compiled.clientDependent !== null) {
+    const dep = compiled.clientDependent;
+    return {
+      allowed: false,
+      tier: 'default',
+      reason: 'unknown-client',
+      policy: null,
+      location: dep.location,
+      matched: null,
+      message: `${what(request)}: client attributes unknown, and policies of ${request.self} select on source attributes (first: ${dep.id} at ${dep.location}), so the connection is refused (ClusterLink's rule)`,
+    };
+  }
   const { src, dst } = requestAttributes(request);
   return decideAttributes(compiled, request.namespace, src, dst, what(request), request.self);
 }
@@ -249,6 +274,7 @@ export function decideAttributes(compiled: CompiledPolicies, namespace: string, 
     return {
       allowed: false,
       tier: 'default',
+      reason: 'default-deny',
       policy: null,
       location: null,
       matched: null,
@@ -260,6 +286,7 @@ export function decideAttributes(compiled: CompiledPolicies, namespace: string, 
   return {
     allowed,
     tier: p.policy.tier,
+    reason: 'policy',
     policy: p.id,
     location: p.location,
     matched,

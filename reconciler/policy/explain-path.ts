@@ -4,7 +4,7 @@
 import type { ClientAttributes } from '../../dataplane/contracts.ts';
 import type { FabricModel, LbScheme } from '../../schema/model.ts';
 import { indexFabric, sliceFromIndex } from '../slice/slice.ts';
-import type { AccessRequest } from './attributes.ts';
+import { ATTR, isUnknownClient, requestAttributes, type AccessRequest, type Attributes } from './attributes.ts';
 import { compilePolicies, decide, tracePolicies, type Decision, type PolicyTrace } from './engine.ts';
 
 export interface ExplainedCandidate {
@@ -15,6 +15,9 @@ export interface ExplainedCandidate {
   egress: Decision | null;
   /** Evaluated even when egress denies, so both sides are visible; `reached` says whether it would run. */
   ingress: Decision | null;
+  /** The attribute sets each side's policies saw (`from` = src, `to` = dst). */
+  egressAttributes: { src: Attributes; dst: Attributes } | null;
+  ingressAttributes: { src: Attributes; dst: Attributes } | null;
   reached: boolean;
   allowed: boolean;
   /** Policies of the deciding peer that did not match, when a side fell to default deny. */
@@ -44,24 +47,26 @@ export function explainPath(fabric: FabricModel, importer: string, importRef: st
   if (!imp) return { error: 'no-such-import', imports: mine.imports.map((i) => `${i.namespace}/${i.name}`) };
   const egressPolicies = compilePolicies(mine.policies);
   const importerLabels = mine.self.labels;
+  // No attributes given: an unknown client, as the data plane sees a client it cannot identify.
+  const known = isUnknownClient(client) ? null : client;
 
   const candidates = imp.sources.map((src): ExplainedCandidate => {
     const exportRef = `${src.exportNamespace}/${src.exportName}`;
     const base = { peer: src.peer, export: exportRef };
     if (!src.resolved) {
-      return { ...base, resolved: false, egress: null, ingress: null, reached: false, allowed: false, trace: [], note: `peer ${src.peer} or its export ${exportRef} does not exist, or the peer is revoked` };
+      return { ...base, resolved: false, egress: null, ingress: null, egressAttributes: null, ingressAttributes: null, reached: false, allowed: false, trace: [], note: `peer ${src.peer} or its export ${exportRef} does not exist, or the peer is revoked` };
     }
-    const exportMeta = { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels };
-    const egressReq: AccessRequest = { direction: 'egress', namespace: imp.namespace, self: importer, client, peer: { name: src.peer, labels: src.peerLabels }, export: exportMeta };
+    // Egress sees the Import's labels as export labels, ingress the Export's (ClusterLink's rule).
+    const egressReq: AccessRequest = { direction: 'egress', namespace: imp.namespace, self: importer, selfLabels: importerLabels, client: known, peer: { name: src.peer, labels: src.peerLabels }, export: { name: src.exportName, namespace: src.exportNamespace, labels: imp.labels } };
     const egress = decide(egressPolicies, egressReq);
     const theirs = sliceFromIndex(index, src.peer);
-    const ingressReq: AccessRequest = { direction: 'ingress', namespace: src.exportNamespace, self: src.peer, client, peer: { name: importer, labels: importerLabels }, export: exportMeta };
+    const ingressReq: AccessRequest = { direction: 'ingress', namespace: src.exportNamespace, self: src.peer, selfLabels: theirs.self.labels, client: known, peer: { name: importer, labels: importerLabels }, export: { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels } };
     const ingress = decide(compilePolicies(theirs.policies), ingressReq);
     const trace = [
       ...(egress.tier === 'default' ? tracePolicies(mine.policies, egressReq).filter((t) => t.applies) : []),
       ...(ingress.tier === 'default' ? tracePolicies(theirs.policies, ingressReq).filter((t) => t.applies) : []),
     ];
-    return { ...base, resolved: true, egress, ingress, reached: egress.allowed, allowed: egress.allowed && ingress.allowed, trace, note: null };
+    return { ...base, resolved: true, egress, ingress, egressAttributes: requestAttributes(egressReq), ingressAttributes: requestAttributes(ingressReq), reached: egress.allowed, allowed: egress.allowed && ingress.allowed, trace, note: null };
   });
   const allowed = candidates.filter((c) => c.allowed);
   const verdict =
@@ -76,9 +81,20 @@ export function explainPath(fabric: FabricModel, importer: string, importRef: st
 const side = (name: string, d: Decision | null, reached = true): string => {
   if (!d) return `${name}: -`;
   const mark = d.allowed ? 'allow' : 'deny';
-  const by = d.policy ? `${d.tier} policy ${d.policy} (${d.location})${d.matched ? ` matched ${d.matched}` : ''}` : 'no policy matched (default deny)';
+  const by =
+    d.reason === 'unknown-client'
+      ? `unknown client refused: a policy selects on source attributes (${d.location}), ClusterLink's rule`
+      : d.policy
+        ? `${d.tier} policy ${d.policy} (${d.location})${d.matched ? ` matched ${d.matched}` : ''}`
+        : 'no policy matched (default deny)';
   return `${name}: ${mark} — ${by}${reached ? '' : ' [not reached: egress denies]'}`;
 };
+
+/** `{k=v, ...}` with peer labels marked as attested (they come from fabric.yaml). */
+const attributeSet = (a: Attributes): string =>
+  `{${Object.entries(a)
+    .map(([k, v]) => `${k}=${v}${k.startsWith(ATTR.peerLabelPrefix) ? ' (fabric.yaml)' : ''}`)
+    .join(', ')}}`;
 
 export function explanationToText(e: PathExplanation): string {
   const c = e.client;
@@ -91,7 +107,9 @@ export function explanationToText(e: PathExplanation): string {
       return;
     }
     lines.push(`     ${side(`egress on ${e.importer}`, cand.egress)}`);
+    if (cand.egressAttributes) lines.push(`       from ${attributeSet(cand.egressAttributes.src)} to ${attributeSet(cand.egressAttributes.dst)}`);
     lines.push(`     ${side(`ingress on ${cand.peer}`, cand.ingress, cand.reached)}`);
+    if (cand.ingressAttributes) lines.push(`       from ${attributeSet(cand.ingressAttributes.src)} to ${attributeSet(cand.ingressAttributes.dst)}`);
     for (const t of cand.trace) lines.push(`       · ${t.tier} ${t.action} ${t.policy} (${t.location}): ${t.reason}`);
   });
   lines.push(`verdict: ${e.verdict}`);

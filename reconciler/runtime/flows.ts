@@ -5,7 +5,7 @@ import type { ClientAttributes, Explanation } from '../../dataplane/contracts.ts
 import type { FabricModel } from '../../schema/model.ts';
 import { sliceAll } from '../slice/slice.ts';
 import type { Slice } from '../slice/types.ts';
-import { compilePolicies, decideAccess, type CompiledPolicies } from '../policy/index.ts';
+import { compilePolicies, decideAccess, isUnknownClient, type CompiledPolicies } from '../policy/index.ts';
 
 export interface ClientProfile {
   /** A short stable name, e.g. `perf/app=iperf-client`. */
@@ -99,14 +99,14 @@ export function computeFlows(fabric: FabricModel, clients?: (peer: string, s: Sl
             flows.push({ ...base, egress: d, ingress: null, allowed: false });
             continue;
           }
-          const exportMeta = { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels };
-          const egress = decideAccess(policiesOf(importer), { direction: 'egress', namespace: imp.namespace, self: importer, client: profile.attributes, peer: { name: src.peer, labels: src.peerLabels }, export: exportMeta });
+          // As the data plane does: an attribute-less client is an unknown one; egress sees the Import's labels.
+          const client = isUnknownClient(profile.attributes) ? null : profile.attributes;
+          const egress = decideAccess(policiesOf(importer), { direction: 'egress', namespace: imp.namespace, self: importer, selfLabels: s.self.labels, client, peer: { name: src.peer, labels: src.peerLabels }, export: { name: src.exportName, namespace: src.exportNamespace, labels: imp.labels } });
           if (!egress.allowed) {
             flows.push({ ...base, egress, ingress: null, allowed: false });
             continue;
           }
-          const importerLabels = fabric.peers.find((p) => p.name === importer)?.labels ?? {};
-          const ingress = decideAccess(policiesOf(src.peer), { direction: 'ingress', namespace: src.exportNamespace, self: src.peer, client: profile.attributes, peer: { name: importer, labels: importerLabels }, export: exportMeta });
+          const ingress = decideAccess(policiesOf(src.peer), { direction: 'ingress', namespace: src.exportNamespace, self: src.peer, selfLabels: src.peerLabels, client, peer: { name: importer, labels: s.self.labels }, export: { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels } });
           flows.push({ ...base, egress, ingress, allowed: ingress.allowed });
         }
       }

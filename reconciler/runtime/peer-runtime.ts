@@ -126,7 +126,7 @@ export function summarizeSlice(s: Slice): SliceSummary {
   return {
     imports: s.imports.map((i) => ({
       ref: `${i.namespace}/${i.name}`,
-      port: i.targetPort ?? i.port,
+      port: i.listenPort,
       lbScheme: i.lbScheme,
       sources: i.sources.map((src) => ({ peer: src.peer, export: `${src.exportNamespace}/${src.exportName}`, resolved: src.resolved })),
     })),

@@ -181,6 +181,8 @@ function isRevoked(fabric: FabricModel, index: FabricIndex, peer: string): boole
 export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
   const { fabric } = index;
   const self = index.peers.get(peerName);
+  // Peer labels come only from fabric.yaml (admin-attested), never from a peer's own directory.
+  const labelsOf = (name: string): Record<string, string> => ({ ...(fabric.peerLabels[name] ?? {}) });
   const revoked = { serials: [...fabric.revoked.serials].sort(), fingerprints: [...fabric.revoked.fingerprints].sort() };
   if (!self) {
     // Not (or no longer) a member: an empty slice, so everything this peer had is torn down.
@@ -194,6 +196,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
     labels: { ...imp.labels },
     port: imp.port,
     targetPort: imp.targetPort,
+    listenPort: imp.listenPort,
     lbScheme: imp.lbScheme,
     sessionAffinity: imp.sessionAffinity,
     sources: imp.sources.map((src): SliceImportSource => {
@@ -209,7 +212,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
         resolved,
         exportLabels: resolved ? { ...exp.labels } : {},
         exportPort: resolved ? exp.port : null,
-        peerLabels: resolved ? { ...peer.labels } : {},
+        peerLabels: resolved ? labelsOf(src.peer) : {},
         gateways: resolved ? peer.gateways.map((g) => ({ ...g })) : [],
       };
     }),
@@ -228,7 +231,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
       const peer = index.peers.get(name)!;
       return {
         name,
-        labels: { ...peer.labels },
+        labels: labelsOf(name),
         certificateFingerprint: index.fingerprints.get(name) ?? null,
         gateways: connects ? peer.gateways.map((g) => ({ ...g })) : [],
       };
@@ -238,7 +241,7 @@ export function sliceFromIndex(index: FabricIndex, peerName: string): Slice {
 
   return {
     fabric: fabric.name,
-    self: { name: self.name, labels: { ...self.labels }, gateways: self.gateways.map((g) => ({ ...g })), certificatePem: self.certificatePem },
+    self: { name: self.name, labels: labelsOf(self.name), gateways: self.gateways.map((g) => ({ ...g })), certificatePem: self.certificatePem },
     caCertificates: [...fabric.caCertificates],
     revoked,
     members,

@@ -50,6 +50,8 @@ export interface SliceImport {
   labels: Record<string, string>;
   port: number;
   targetPort: number | null;
+  /** Where the data plane listens for it (targetPort, or port, or an assigned port: ImportModel.listenPort). */
+  listenPort: number;
   lbScheme: LbScheme;
   /** ClientIP: a client keeps the exporter it got while that one stays allowed (see ImportModel). */
   sessionAffinity: 'None' | 'ClientIP';

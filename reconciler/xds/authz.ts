@@ -18,7 +18,7 @@ import type {
 } from '../../dataplane/contracts.ts';
 import { verifyPeer } from '../pki/verify.ts';
 import type { Slice, SliceExport, SliceImport, SliceMember } from '../slice/types.ts';
-import { compilePolicies, decideAccess, type CompiledPolicies } from '../policy/index.ts';
+import { compilePolicies, decideAccess, isUnknownClient, type CompiledPolicies } from '../policy/index.ts';
 
 export interface AuthorizerOptions {
   /** The current slice; a new object per revision (caches are keyed on its identity). */
@@ -105,7 +105,8 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     return { slice, p };
   };
 
-  function judgeSources(slice: Slice, p: Prepared, imp: SliceImport, client: ClientAttributes): EgressSourceExplanation[] {
+  /** `client` null: unknown (no workload with that source address). */
+  function judgeSources(slice: Slice, p: Prepared, imp: SliceImport, client: ClientAttributes | null): EgressSourceExplanation[] {
     const out: EgressSourceExplanation[] = [];
     // A plain loop: runs per connection, and closures here cost more than the decisions.
     for (const src of imp.sources) {
@@ -117,9 +118,11 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
         direction: 'egress',
         namespace: imp.namespace,
         self: slice.self.name,
+        selfLabels: slice.self.labels,
         client,
         peer: { name: src.peer, labels: src.peerLabels },
-        export: { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels },
+        // As ClusterLink: at egress the export labels are the Import's (each side decides on its own objects).
+        export: { name: src.exportName, namespace: src.exportNamespace, labels: imp.labels },
       });
       out.push({ peer: src.peer, exportName: src.exportName, exportNamespace: src.exportNamespace, resolved: true, allowed: d.allowed, explanation: d.explanation });
     }
@@ -129,10 +132,11 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
   function explainEgress(check: EgressCheck): EgressExplanation {
     const { slice, p } = current();
     const importRef = ref(check.importNamespace, check.importName);
-    const client = opts.clientAttributes(check.sourceAddress) ?? EMPTY_CLIENT;
+    const known = opts.clientAttributes(check.sourceAddress);
+    const client = known ?? EMPTY_CLIENT;
     const imp = p.imports.get(importRef);
     if (!imp) return { import: importRef, found: false, client, sources: [] };
-    return { import: importRef, found: true, client, sources: judgeSources(slice, p, imp, client) };
+    return { import: importRef, found: true, client, sources: judgeSources(slice, p, imp, known) };
   }
 
   function rotate(imp: SliceImport, allowed: EgressCandidate[]): EgressCandidate[] {
@@ -170,9 +174,11 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
     const importRef = ref(check.importNamespace, check.importName);
     const imp = p.imports.get(importRef);
     if (!imp) return { allowed: false, explanation: defaultDeny(`no import ${importRef} on peer ${slice.self.name}`) };
-    // Unknown clients get empty attributes (as ClusterLink does): only policies that select nothing specific can allow them.
-    const client = opts.clientAttributes(check.sourceAddress) ?? EMPTY_CLIENT;
-    const judged = judgeSources(slice, p, imp, client);
+    // An unknown client has no attributes (as in ClusterLink): refused when a policy selects on `from`,
+    // otherwise decided by the policies that select nothing specific; it is sent on with no attribute headers.
+    const known = opts.clientAttributes(check.sourceAddress);
+    const client = known ?? EMPTY_CLIENT;
+    const judged = judgeSources(slice, p, imp, known);
     const allowed: EgressCandidate[] = [];
     for (const j of judged) if (j.allowed) allowed.push({ peer: j.peer, exportName: j.exportName, exportNamespace: j.exportNamespace });
     if (allowed.length > 0) return { allowed: true, client, candidates: order(imp, allowed, check.sourceAddress) };
@@ -205,7 +211,9 @@ export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
       direction: 'ingress',
       namespace: exp.namespace,
       self: slice.self.name,
-      client: check.client,
+      selfLabels: slice.self.labels,
+      // No attribute headers: the importing peer could not identify its client.
+      client: isUnknownClient(check.client) ? null : check.client,
       peer: { name: peer, labels: member?.labels ?? {} },
       export: { name: exp.name, namespace: exp.namespace, labels: exp.labels },
     });

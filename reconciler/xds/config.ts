@@ -36,7 +36,7 @@ export function dataplaneConfigFromSlice(slice: Slice, identity: PeerIdentity, l
       importNamespace: i.namespace,
       importName: i.name,
       address: listen.egressAddress,
-      port: i.targetPort ?? i.port,
+      port: i.listenPort,
     })),
     ingress: ingress ? { address: ingress.host, port: ingress.port } : null,
     upstreams: slice.members.filter((m) => m.gateways.length > 0).map((m) => ({ peer: m.name, sni: m.name, endpoints: m.gateways.map((g) => ({ host: g.host, port: g.port })) })),

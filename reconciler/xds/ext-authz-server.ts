@@ -196,7 +196,7 @@ export function parseAuthority(authority: string): { exportName: string; exportN
 /** Maps an egress listener's address back to its import (network ext_authz does not send the listener name). */
 export type EgressResolver = (destination: { address: string; port: number }) => { importNamespace: string; importName: string; balancedExporters?: string[] } | null;
 
-/** Default resolver: the one import of the slice listening on that port (targetPort ?? port); null if none or ambiguous. */
+/** Default resolver: the one import of the slice listening on that port (its listenPort); null if none or ambiguous. */
 export function egressResolverFromSlice(slice: () => Slice): EgressResolver {
   const byPort = new WeakMap<Slice, Map<number, { importNamespace: string; importName: string; balancedExporters: string[] } | null>>();
   return ({ port }) => {
@@ -205,7 +205,7 @@ export function egressResolverFromSlice(slice: () => Slice): EgressResolver {
     if (!index) {
       index = new Map();
       for (const imp of s.imports) {
-        const p = imp.targetPort ?? imp.port;
+        const p = imp.listenPort;
         // Two imports on one port cannot be told apart by address alone: refuse rather than guess.
         index.set(p, index.has(p) ? null : { importNamespace: imp.namespace, importName: imp.name, balancedExporters: envoyExporters(imp).map((e) => e.peer) });
       }

@@ -112,7 +112,7 @@ function egressListener(slice: Slice, imp: Slice['imports'][number], opts: Resou
   ] as const;
   return encodeAny(TYPE_URL.listener, {
     name: XDS_NAMES.egress(imp.namespace, imp.name),
-    address: sock(opts.egressAddress, imp.targetPort ?? imp.port),
+    address: sock(opts.egressAddress, imp.listenPort),
     metadata: { filter_metadata: { 'clusterlink.net': struct({ kind: 'egress', importNamespace: imp.namespace, importName: imp.name, peer: slice.self.name }) } },
     filter_chains: [
       {

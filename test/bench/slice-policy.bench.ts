@@ -62,6 +62,7 @@ function policyBench(): BenchResult[] {
     direction: i % 2 ? 'ingress' : 'egress',
     namespace: 'web',
     self: 'p0000',
+    selfLabels: { tier: 'core' },
     client: { namespace: 'web', serviceAccount: 'sa', labels: { app: `a${i % 17}` } },
     peer: { name: peerName((i * 7) % 200), labels: { region: `r${i % 7}` } },
     export: { name: `svc-${String((i * 13) % 2000).padStart(4, '0')}`, namespace: 'web', labels: { app: 'x' } },

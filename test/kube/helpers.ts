@@ -14,6 +14,7 @@ export function imp(namespace: string, name: string, port = 8080, extra: Partial
     labels: {},
     port,
     targetPort: null,
+    listenPort: extra.targetPort ?? port,
     lbScheme: 'round-robin',
     sessionAffinity: 'None',
     sources: [],

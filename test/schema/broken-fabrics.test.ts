@@ -66,9 +66,18 @@ const cases: Case[] = [
   { name: 'import names an unknown export', mutate: edit('peers/east/imports/iperf3.yaml', /exportName: iperf3\n {6}exportNamespace: perf\n$/, 'exportName: iperf4\n      exportNamespace: perf\n'), file: 'peers/east/imports/iperf3.yaml', at: '- peer: edge', message: /iperf4/ },
   { name: 'unknown lbScheme', mutate: edit('peers/east/imports/iperf3.yaml', 'lbScheme: round-robin', 'lbScheme: round-robbin'), file: 'peers/east/imports/iperf3.yaml', at: 'round-robbin', message: /round-robin|random|static/ },
   { name: 'import without sources', mutate: edit('peers/east/imports/http.yaml', / {2}sources:[\s\S]*$/, ''), file: 'peers/east/imports/http.yaml', at: 'spec:', message: /sources/ },
-  { name: 'import with an empty source list', mutate: edit('peers/east/imports/http.yaml', / {2}sources:[\s\S]*$/, '  sources: []\n'), file: 'peers/east/imports/http.yaml', at: 'sources: []', message: /source|least/i },
+  { name: 'import with an empty source list (warning: ClusterLink accepts it, every connection fails)', mutate: edit('peers/east/imports/http.yaml', / {2}sources:[\s\S]*$/, '  sources: []\n'), file: 'peers/east/imports/http.yaml', at: 'sources: []', message: /no sources/, strict: true, severity: 'warning' },
   { name: 'duplicate import name in a namespace', mutate: (f) => f.set('peers/east/imports/http-copy.yaml', f.get('peers/east/imports/http.yaml')!.replace('port: 8080', 'port: 8081')), file: 'peers/east/imports/http.yaml', at: 'name: http', message: /duplicate Import web\/http.*http-copy\.yaml/ },
-  { name: 'two imports on one port', mutate: edit('peers/east/imports/http.yaml', 'port: 8080', 'port: 5201'), file: 'peers/east/imports/http.yaml', at: 'port: 5201', message: /5201/ },
+  {
+    name: 'two imports on one targetPort',
+    mutate: (f) => {
+      edit('peers/east/imports/http.yaml', 'port: 8080', 'port: 8080\n  targetPort: 15000')(f);
+      edit('peers/east/imports/iperf3.yaml', 'port: 5201', 'port: 5201\n  targetPort: 15000')(f);
+    },
+    file: 'peers/east/imports/http.yaml',
+    at: 'targetPort: 15000',
+    message: /targetPort 15000.*perf\/iperf3/,
+  },
   { name: 'peer.yaml names another peer', mutate: edit('peers/west/peer.yaml', 'name: west', 'name: east'), file: 'peers/west/peer.yaml', at: 'name: east', message: /peers\/west/ },
   { name: 'object claims another owner', mutate: edit('peers/west/exports/http.yaml', '    app: http', '    app: http\n    clusterlink.net/peer: east'), file: 'peers/west/exports/http.yaml', at: 'clusterlink.net/peer: east', message: /belong|east/ },
   { name: 'policy action not allow/deny', mutate: edit('peers/east/policies/allow-iperf-clients.yaml', 'action: allow', 'action: permit'), file: 'peers/east/policies/allow-iperf-clients.yaml', at: 'action: permit', message: /allow|deny/ },

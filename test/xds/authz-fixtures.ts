@@ -65,6 +65,7 @@ export function dbImport(over: Partial<SliceImport> = {}): SliceImport {
     labels: {},
     port: 5432,
     targetPort: null,
+    listenPort: over.targetPort ?? over.port ?? 5432,
     lbScheme: 'round-robin',
     sessionAffinity: 'None',
     sources: [src('east'), src('north')],

@@ -76,7 +76,8 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
       const prefix = relative(process.cwd(), resolve(dir)).split('\\').join('/');
       ctx.stdout.write(formatDiagnostics(report, opts.format, prefix === '' ? '' : prefix));
       if (opts.format === 'text') ctx.stdout.write(`${summaryLine(report)}\n`);
-      const failed = !report.ok || (opts.strict === true && report.warnings.length > 0);
+      // Notes that server-set fields are ignored are not problems, even under --strict.
+      const failed = !report.ok || (opts.strict === true && report.warnings.some((w) => w.code !== 'ignored-server-fields'));
       ctx.setExitCode(failed ? EXIT.invalid : EXIT.ok);
     });
 };
