@@ -122,23 +122,25 @@ export function parseHead(head: string, maxHeaders: number, kind: 'request' | 'r
   return { startLine, headers };
 }
 
-/** DNS-1123 label (namespaces, export names): at most 63 characters. */
+/** DNS-1123 label (namespaces): at most 63 characters. */
 export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-/** DNS-1123 subdomain (Kubernetes object names such as service accounts): at most 253 characters. */
+/** DNS-1123 subdomain (Kubernetes object names such as service accounts and export names): at most 253 characters. */
 export const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /**
  * `<exportName>.<exportNamespace>:<port>` → names; null when malformed. The one parser of the
- * tunnel authority: the Node gateway and the ext_authz service (behind Envoy) both use it. Both
- * names are DNS-1123 labels (at most 63 characters); the port must be 1..65535. `requirePort`
- * false accepts a bare `<export>.<namespace>` (Envoy may hand ext_authz the host without it).
+ * tunnel authority: the Node gateway and the ext_authz service (behind Envoy) both use it. The
+ * export name is a DNS-1123 subdomain (up to 253 characters, may hold dots, as Kubernetes allows
+ * for Export objects), the namespace a DNS-1123 label (no dots): the last dot splits them. The
+ * port must be 1..65535. `requirePort` false accepts a bare `<export>.<namespace>` (Envoy may hand
+ * ext_authz the host without it).
  */
 export function parseAuthority(authority: string, opts: { requirePort?: boolean } = {}): { exportName: string; exportNamespace: string } | null {
-  const m = /^([^.:]+)\.([^.:]+)(?::(\d{1,5}))?$/.exec(authority);
+  const m = /^([^:]+)\.([^.:]+)(?::(\d{1,5}))?$/.exec(authority);
   if (!m) return null;
   const [, exportName, exportNamespace, port] = m;
   if (port === undefined ? opts.requirePort !== false : Number(port) < 1 || Number(port) > 65535) return null;
-  if (!DNS1123_LABEL.test(exportName!) || !DNS1123_LABEL.test(exportNamespace!)) return null;
+  if (!DNS1123_SUBDOMAIN.test(exportName!) || !DNS1123_LABEL.test(exportNamespace!)) return null;
   return { exportName: exportName!, exportNamespace: exportNamespace! };
 }
 

@@ -5,7 +5,7 @@
 
 /** Wire protocol of one tunnel: HTTP/1.1 CONNECT inside mutual TLS, on the gateway's one port. */
 export const TUNNEL = {
-  /** CONNECT authority: `<exportName>.<exportNamespace>:443` (names are DNS-1123 labels, so the split is unambiguous). */
+  /** CONNECT authority: `<exportName>.<exportNamespace>:443` (namespaces are DNS-1123 labels, without dots: the last dot splits). */
   authority: (exportName: string, exportNamespace: string): string => `${exportName}.${exportNamespace}:443`,
   /** Client attributes asserted by the (verified) importing peer; the exporting peer's ingress policy uses them. */
   headers: {

@@ -22,15 +22,16 @@ export const dns1123Subdomain = z
   .regex(DNS1123_SUBDOMAIN, 'must be a DNS-1123 subdomain: lower-case letters, digits, "-" and ".", each dot-separated part starting and ending with a letter or digit');
 
 /**
- * Peer names: a DNS-1123 subdomain (ClusterLink's sample peer is `cluster17.us-east`) whose every
- * dot-separated label is at most 63 characters, because the name is also the certificate's DNS SAN
- * and the TLS server name (SNI), where longer labels are not valid host names.
+ * Peer names: a DNS-1123 subdomain (ClusterLink's sample peer is `cluster17.us-east`), at most 63
+ * characters in all: the name is also the value of the `clusterlink.net/peer` label on the Services
+ * and EndpointSlices a reconciler applies (label values are at most 63), the certificate's DNS SAN
+ * and the TLS server name (SNI).
  */
-export const PEER_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+export const PEER_NAME = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 export const peerName = z
   .string()
-  .max(253, 'must be at most 253 characters')
-  .regex(PEER_NAME, 'must be a DNS name: lower-case letters, digits, "-" and ".", each dot-separated part at most 63 characters, starting and ending with a letter or digit');
+  .max(63, 'must be at most 63 characters (it is also a Kubernetes label value)')
+  .regex(PEER_NAME, 'must be a DNS-1123 subdomain: lower-case letters, digits, "-" and ".", each dot-separated part starting and ending with a letter or digit');
 
 export const port = z.number().int('must be an integer').min(1, 'must be a port in 1..65535').max(65535, 'must be a port in 1..65535');
 

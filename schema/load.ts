@@ -5,7 +5,7 @@ import { closest, distance } from 'fastest-levenshtein';
 import jsyaml from 'js-yaml';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { API_VERSION, KINDS, SERVER_METADATA_FIELDS, kindSchemas, type Kind } from './kinds.ts';
+import { API_VERSION, KINDS, PEER_NAME, SERVER_METADATA_FIELDS, kindSchemas, type Kind } from './kinds.ts';
 import { assignListenPorts } from './listen-ports.ts';
 import type {
   Diagnostic,
@@ -897,7 +897,7 @@ interface Pass {
   sawFabricFile: boolean;
 }
 
-const PEER_DIR_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const PEER_DIR_NAME = PEER_NAME;
 const TEXTUAL_NAME = /\.(ya?ml|pem|key|crt|txt|md|json|env)$/i;
 
 const byteSize = (bytes: Uint8Array | string): number => (typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength);
@@ -940,7 +940,7 @@ function processFile(pass: Pass, path: string, bytes: Uint8Array | string, entry
     if (entry) entry.keyFree = true;
   }
   if (cls.peer !== undefined && !PEER_DIR_NAME.test(cls.peer)) {
-    diags.error(at(path), 'bad-peer-name', '', `peer directory "${cls.peer}" is not a DNS-1123 label`, 'rename the directory: lower-case letters, digits and "-", at most 63 characters');
+    diags.error(at(path), 'bad-peer-name', '', `peer directory "${cls.peer}" is not a peer name (a DNS-1123 subdomain of at most 63 characters)`, 'rename the directory: lower-case letters, digits, "-" and "." (e.g. cluster17.us-east), at most 63 characters');
     return false;
   }
   switch (cls.kind) {

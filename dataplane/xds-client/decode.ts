@@ -111,6 +111,8 @@ function clusterlinkMetadata(msg: Record<string, unknown>): Record<string, strin
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Peer names: DNS-1123 subdomains of at most 63 characters (schema/kinds.ts PEER_NAME). */
+const PEER_NAME = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function decodeListener(msg: Record<string, unknown>): DecodedListener {
   const name = z.string().min(1).max(MAX_NAME).parse(msg.name);
@@ -134,7 +136,7 @@ function decodeListener(msg: Record<string, unknown>): DecodedListener {
 function decodeCluster(msg: Record<string, unknown>): DecodedCluster {
   const name = z.string().min(1).max(MAX_NAME).parse(msg.name);
   const peer = name.startsWith(NAMES.peerPrefix) ? name.slice(NAMES.peerPrefix.length) : null;
-  if (peer !== null && !DNS_LABEL.test(peer)) throw new ResourceError(`cluster ${name}: the peer name must be a DNS-1123 label`);
+  if (peer !== null && !PEER_NAME.test(peer)) throw new ResourceError(`cluster ${name}: the peer name must be a DNS-1123 subdomain of at most 63 characters`);
   const eds = msg.type === 'EDS';
   const serviceName = (msg.eds_cluster_config as { service_name?: string } | undefined)?.service_name;
   const refs = { clusters: new Set<string>(), secrets: new Set<string>() };

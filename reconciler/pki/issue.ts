@@ -8,6 +8,7 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { PEER_NAME } from '../../schema/kinds.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -34,8 +35,10 @@ export const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 export const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const EKU_OID = { serverAuth: EKU_SERVER_AUTH, clientAuth: EKU_CLIENT_AUTH } as const;
 
-/** DNS-1123 label, as for peer names in schema/kinds.ts. */
-export const PEER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Peer names (schema/kinds.ts: a DNS-1123 subdomain of at most 63 characters, e.g. cluster17.us-east). */
+export { PEER_NAME };
+/** Fabric names: a DNS-1123 label (the host part of every peer's URI SAN). */
+export const FABRIC_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** `clusterlink://<fabric>/<peer>`: the URI SAN naming a peer within one fabric. */
 export function peerUri(fabricName: string, peerName: string): string {
@@ -123,7 +126,7 @@ export async function createCertificateAuthority(opts: {
   lifetimeDays?: number;
   notBefore?: Date;
 }): Promise<{ certificatePem: string; privateKeyPem: string }> {
-  if (!PEER_NAME.test(opts.fabricName)) throw new Error(`fabric name ${JSON.stringify(opts.fabricName)} must be a DNS-1123 label`);
+  if (!FABRIC_NAME.test(opts.fabricName)) throw new Error(`fabric name ${JSON.stringify(opts.fabricName)} must be a DNS-1123 label`);
   const keyType = opts.keyType ?? DEFAULT_KEY_TYPE;
   const keys = await generateKeys(keyType);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -146,8 +149,8 @@ export async function createPeerKey(opts: {
   fabricName: string;
   keyType?: KeyType;
 }): Promise<{ privateKeyPem: string; csrPem: string }> {
-  if (!PEER_NAME.test(opts.peerName)) throw new Error(`peer name ${JSON.stringify(opts.peerName)} must be a DNS-1123 label`);
-  if (!PEER_NAME.test(opts.fabricName)) throw new Error(`fabric name ${JSON.stringify(opts.fabricName)} must be a DNS-1123 label`);
+  if (!PEER_NAME.test(opts.peerName)) throw new Error(`peer name ${JSON.stringify(opts.peerName)} must be a DNS-1123 subdomain of at most 63 characters`);
+  if (!FABRIC_NAME.test(opts.fabricName)) throw new Error(`fabric name ${JSON.stringify(opts.fabricName)} must be a DNS-1123 label`);
   const keyType = opts.keyType ?? DEFAULT_KEY_TYPE;
   const keys = await generateKeys(keyType);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
@@ -179,7 +182,7 @@ export async function inspectCsr(csrPem: string): Promise<CsrInfo> {
   const cns = csr.subjectName.getField('CN');
   const peerName = cns[0];
   if (cns.length !== 1 || peerName === undefined || !PEER_NAME.test(peerName)) {
-    throw new Error(`the CSR subject CN must be exactly one peer name (DNS-1123 label), got ${JSON.stringify(cns)}`);
+    throw new Error(`the CSR subject CN must be exactly one peer name (DNS-1123 subdomain), got ${JSON.stringify(cns)}`);
   }
   const orgs = csr.subjectName.getField('O');
   const keyType = keyTypeOf(createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' }));

@@ -13,7 +13,7 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must
 const flagsSchema = z.object({
   xds: hostPort,
   authz: hostPort.optional(),
-  node: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\/[A-Za-z0-9._-]{1,253})?$/, 'must be <peer> or <peer>/<pod>'),
+  node: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?(\/[A-Za-z0-9._-]{1,253})?$/, 'must be <peer> or <peer>/<pod>'),
   protocol: z.enum(['sotw', 'delta']),
   health: hostPort,
   cert: z.string().min(1),

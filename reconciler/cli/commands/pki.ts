@@ -18,8 +18,9 @@ import {
   type KeyType,
 } from '../../pki/index.ts';
 import { addCaToFabricYaml, readFabricYaml, renderFabricYaml, renderPeerYamlStub } from '../../pki/repo.ts';
+import { PEER_NAME } from '../../../schema/kinds.ts';
 
-const PEER_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const FABRIC_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 function keyTypeOption(): Option {
   return new Option('--key-type <type>', 'key type (ed25519 only for Node data planes: Envoy does not accept it)').choices(KEY_TYPES).default(DEFAULT_KEY_TYPE);
@@ -94,7 +95,7 @@ function positiveDays(value: string): number {
 }
 
 async function newPeerKey(ctx: CliContext, name: string, opts: { fabric: string; keyOut: string; csrOut: string; keyType: KeyType }, verb: 'create' | 'rotate'): Promise<void> {
-  if (!PEER_NAME.test(name)) throw new UsageError(`peer name ${JSON.stringify(name)} must be a DNS-1123 label`);
+  if (!PEER_NAME.test(name)) throw new UsageError(`peer name ${JSON.stringify(name)} must be a DNS-1123 subdomain of at most 63 characters (e.g. cluster17.us-east)`);
   const fabric = loadFabric(opts.fabric);
   if (isInside(opts.csrOut, opts.fabric)) throw new UsageError('write the CSR outside the fabric repository: only the signed peer.pem is committed');
   const { privateKeyPem, csrPem } = await createPeerKey({ peerName: name, fabricName: fabric.name, keyType: opts.keyType });
@@ -123,7 +124,7 @@ export const register: RegisterCommand = (program, ctx) => {
     .option('--force', 'replace an existing fabric.yaml')
     .addOption(keyTypeOption())
     .action(async (opts: { name: string; out?: string; caKeyOut?: string; caCertOut?: string; days: string; force?: boolean; keyType: KeyType }) => {
-      if (!PEER_NAME.test(opts.name)) throw new UsageError(`fabric name ${JSON.stringify(opts.name)} must be a DNS-1123 label`);
+      if (!FABRIC_NAME.test(opts.name)) throw new UsageError(`fabric name ${JSON.stringify(opts.name)} must be a DNS-1123 label`);
       const out = opts.out ?? opts.name;
       const keyOut = opts.caKeyOut ?? `${opts.name}-ca.key`;
       const certOut = opts.caCertOut ?? `${opts.name}-ca.crt`;

@@ -22,6 +22,7 @@ import { computeFlows } from '../../runtime/flows.ts';
 import { clientLookup, readLocalClients } from '../../runtime/local-clients.ts';
 import { createDirectorySource } from '../../source/directory-source.ts';
 import type { FabricModel } from '../../../schema/model.ts';
+import { PEER_NAME } from '../../../schema/kinds.ts';
 import type { FabricSource } from '../../source/types.ts';
 import { createWebhookHandler } from '../../source/webhook.ts';
 import { createGitSourceFromFlags, gitFlags, type GitFlags } from './source-flags.ts';
@@ -37,7 +38,7 @@ const hostPort = z
 
 const runFlags = z.object({
   local: z.boolean().optional(),
-  peer: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a peer name (DNS-1123 label)'),
+  peer: z.string().regex(PEER_NAME, 'must be a peer name (DNS-1123 subdomain, at most 63 characters)'),
   fabric: z.string().optional(),
   key: z.string().min(1),
   cert: z.string().optional(),
