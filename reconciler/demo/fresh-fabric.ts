@@ -3,7 +3,7 @@
 // touch the repository). Everything else in the example is left as written.
 import { readFabricDir } from '../../schema/read-dir.ts';
 import { createCertificateAuthority, issuePeerCertificate, type KeyType } from '../pki/index.ts';
-import { renderFabricYaml } from '../pki/repo.ts';
+import { renderFabricYaml, replaceCaInFabricYaml } from '../pki/repo.ts';
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.ts';
 
@@ -25,7 +25,10 @@ export async function freshExampleFabric(opts: { dir?: string; keyType?: KeyType
   const files = await readFabricDir(opts.dir ?? EXAMPLE_DIR);
   if (opts.rewrite) for (const [path, bytes] of files) if (path.endsWith('.yaml')) files.set(path, Buffer.from(opts.rewrite(Buffer.from(bytes).toString('utf8'))));
   const ca = await createCertificateAuthority({ fabricName, keyType: opts.keyType });
-  files.set('fabric.yaml', Buffer.from(renderFabricYaml(fabricName, [ca.certificatePem])));
+  // The CA is the fresh one; the rest of fabric.yaml (attested peer labels) carries over.
+  const original = files.get('fabric.yaml');
+  const text = original ? replaceCaInFabricYaml(Buffer.from(original).toString('utf8'), [ca.certificatePem]).replace(/^(\s*name:) \S+$/m, `$1 ${fabricName}`) : renderFabricYaml(fabricName, [ca.certificatePem]);
+  files.set('fabric.yaml', Buffer.from(text));
   const peers: FreshFabric['peers'] = {};
   const names = [...new Set([...files.keys()].map((p) => /^peers\/([^/]+)\/peer\.yaml$/.exec(p)?.[1]).filter((n): n is string => n !== undefined))].sort();
   for (const name of names) {

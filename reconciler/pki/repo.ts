@@ -37,6 +37,14 @@ export function readFabricYaml(text: string): { name: string; caCertificates: st
  * fabric.yaml text with one more CA appended to spec.caCertificates (start of a CA rotation).
  * Edits the YAML document in place so comments and the other fields stay as they were.
  */
+/** fabric.yaml with its CA bundle replaced, everything else (name, attested peer labels, revocations) kept. */
+export function replaceCaInFabricYaml(text: string, caCertificates: string[]): string {
+  readFabricYaml(text); // validates first: never rewrite a file we do not understand
+  const doc = parseDocument(text);
+  doc.setIn(['spec', 'caCertificates'], doc.createNode(caCertificates.map((c) => c.trim() + '\n')));
+  return doc.toString({ lineWidth: 0 });
+}
+
 export function addCaToFabricYaml(text: string, caCertificatePem: string): string {
   readFabricYaml(text); // validates first: never rewrite a file we do not understand
   const doc = parseDocument(text);

@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCertificateAuthority, issuePeerCertificate } from '../../reconciler/pki/index.ts';
-import { renderFabricYaml } from '../../reconciler/pki/repo.ts';
+import { replaceCaInFabricYaml } from '../../reconciler/pki/repo.ts';
 import { createRuntimeMetrics } from '../../reconciler/runtime/metrics.ts';
 import { echoThrough } from '../fixtures/servers.ts';
 import { blockRange, echoMany, faultTable, freshFabric, liveStream, parseMetrics, startFabric, value, type FabricHarness } from './harness.ts';
@@ -28,7 +28,7 @@ beforeAll(async () => {
   // refusal is about the peer certificate (the CA's own window is checked first).
   const fresh = await freshFabric(R);
   const ca = await createCertificateAuthority({ fabricName: fresh.fabricName, notBefore: new Date(Date.now() - 30 * DAY) });
-  fresh.files.set('fabric.yaml', Buffer.from(renderFabricYaml(fresh.fabricName, [ca.certificatePem])));
+  fresh.files.set('fabric.yaml', Buffer.from(replaceCaInFabricYaml(Buffer.from(fresh.files.get('fabric.yaml')!).toString('utf8'), [ca.certificatePem])));
   for (const peer of Object.keys(fresh.peers)) {
     const cert = await issuePeerCertificate({ peerName: peer, fabricName: fresh.fabricName, ca });
     fresh.files.set(`peers/${peer}/peer.pem`, Buffer.from(cert.certificatePem));

@@ -61,7 +61,9 @@ describe('CONNECT authority and client attribute headers', () => {
   it('parses only <export>.<namespace>[:port]', () => {
     expect(parseAuthority(TUNNEL.authority('db', 'default'))).toEqual({ exportName: 'db', exportNamespace: 'default' });
     expect(parseAuthority('db.default')).toEqual({ exportName: 'db', exportNamespace: 'default' });
-    for (const bad of ['db:443', 'db.default.svc:443', 'DB.default:443', '.default:443', 'db.:443', '']) expect(parseAuthority(bad)).toBeNull();
+    // Export names are DNS subdomains (may hold dots); namespaces are labels: the last dot splits.
+    expect(parseAuthority('db.v2.default:443')).toEqual({ exportName: 'db.v2', exportNamespace: 'default' });
+    for (const bad of ['db:443', 'db..default:443', 'DB.default:443', '.default:443', 'db.:443', '', `${'a'.repeat(254)}.default:443`]) expect(parseAuthority(bad)).toBeNull();
   });
 
   it('round-trips client attributes through the CONNECT headers', () => {
