@@ -46,7 +46,10 @@ describe('strict CONNECT head (RFC 9112)', () => {
 describe('one authority rule at both gateways (Node gateway and ext_authz behind Envoy)', () => {
   it('refuses ports out of range and malformed names', () => {
     expect(parseAuthority(TUNNEL.authority('db', 'default'))).toEqual({ exportName: 'db', exportNamespace: 'default' });
-    for (const bad of ['db.default:99999', 'db.default:0', 'db.default:65536', 'db.default', 'db.default:', 'db.default.svc:443', `db.${'n'.repeat(64)}:443`, 'DB.default:443']) expect(parseAuthority(bad), bad).toBeNull();
+    for (const bad of ['db.default:99999', 'db.default:0', 'db.default:65536', 'db.default', 'db.default:', 'db..default:443', `db.${'n'.repeat(64)}:443`, `${'e'.repeat(254)}.ns:443`, 'DB.default:443']) expect(parseAuthority(bad), bad).toBeNull();
+    // Export names are DNS-1123 subdomains, as Kubernetes allows for Export objects: the last dot splits.
+    expect(parseAuthority('db.default.svc:443')).toEqual({ exportName: 'db.default', exportNamespace: 'svc' });
+    expect(parseAuthority(`${'e'.repeat(64)}.ns:443`)).toEqual({ exportName: 'e'.repeat(64), exportNamespace: 'ns' });
     expect(parseAuthority('db.default:65535')).not.toBeNull();
   });
 
