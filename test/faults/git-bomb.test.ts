@@ -129,8 +129,8 @@ describe('fault: a compressed 200 MB blob in a commit', () => {
       })()),
       createWriteStream(join(repo.workDir, 'peers/west/zeros.bin')),
     );
-    const t0 = performance.now();
     const bomb = await repo.commit(new Map(), 'add a 200 MB file of zeros');
+    const t0 = performance.now();
     const refused = await waitFor(async () => (await status()).source.lastError?.revision === bomb, 60_000);
     const refusedMs = performance.now() - t0;
     // A few more polls of the source while the bomb is still the head.
@@ -161,6 +161,6 @@ describe('fault: a compressed 200 MB blob in a commit', () => {
     expect(lag, figures).toBeLessThan(MAX_STALL_MS);
     expect(afterRefusal.rss - baseline, figures).toBeLessThan(PEAK_OVER_BASELINE);
     expect(afterRevert.rss - baseline, figures).toBeLessThan(PEAK_OVER_BASELINE);
-    table.add({ case: 'commit adding a 200 MB file of zeros (compressed blob), reconciler process', held: `refused at stage tree (peers/west/zeros.bin, size from the pack header, never inflated); last good revision kept, ready; ${figures}; revert applied`, recoveryMs: refusedMs, recoveryNote: 'push → refusal recorded' });
+    table.add({ case: 'commit adding a 200 MB file of zeros (compressed blob), reconciler process', held: `refused at stage tree (peers/west/zeros.bin, size from the pack header, never inflated); last good revision kept, ready; ${figures}; revert applied`, recoveryMs: refusedMs, recoveryNote: 'pushed → refusal recorded (the server compresses 200 MB first)' });
   }, 180_000);
 });
