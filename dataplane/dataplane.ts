@@ -555,7 +555,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     const verdict = await authorizer.egress(check);
     if (!verdict.allowed) {
       s.denied++;
-      log.warn({ direction: 'egress', import: cfg.importRef, source: check.sourceAddress, tier: verdict.explanation.tier, policy: verdict.explanation.policy, location: verdict.explanation.location }, `denied: ${verdict.explanation.message}`);
+      warnRefused('denied', { direction: 'egress', import: cfg.importRef, source: check.sourceAddress, tier: verdict.explanation.tier, policy: verdict.explanation.policy, location: verdict.explanation.location }, `denied: ${verdict.explanation.message}`);
       downstream.destroy();
       return;
     }
