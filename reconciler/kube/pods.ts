@@ -277,6 +277,11 @@ export function startPodWatcher(opts: PodWatcherOptions): PodWatcher {
       if (end.kind === 'gone') {
         // Our resourceVersion is older than the server keeps: only a fresh list is consistent.
         needList = true;
+        // Gone again right after a list: back off rather than list in a tight loop.
+        if (Date.now() - startedAt < 5_000) {
+          await sleep(delay, stopper.signal);
+          delay = Math.min(maxMs, delay * 2);
+        } else delay = initialMs;
         continue;
       }
       if (end.error) report(`pod watch ended: ${end.error}`);

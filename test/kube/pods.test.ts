@@ -3,7 +3,7 @@
 // real server cannot be made to produce on demand stay on the in-process stand-in, at the end of
 // this file: a watch stream cut mid-way (resume from the last resourceVersion without a re-list)
 // and a watch answered with 410 Gone (history compacted → re-list).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { startKubeApiStandin, type KubeApiStandin } from '../fixtures/kube-api-standin.ts';
 import { startPodWatcher, type PodWatcher } from '../../reconciler/kube/pods.ts';
@@ -111,15 +111,13 @@ describe('pod watcher faults (API stand-in)', () => {
   let api: KubeApiStandin;
   let w: PodWatcher | undefined;
 
-  beforeAll(async () => {
-    api = await startKubeApiStandin({ bookmarkIntervalMs: 100 });
-  });
-  afterAll(async () => {
-    await api.close();
+  beforeEach(async () => {
+    api = await startKubeApiStandin();
   });
   afterEach(async () => {
     await w?.stop();
     w = undefined;
+    await api.close();
   });
 
   const start = () => (w = startPodWatcher({ kubeConfig: api.kubeConfig(), backoff: { initialMs: 20, maxMs: 200 } }));
@@ -150,5 +148,19 @@ describe('pod watcher faults (API stand-in)', () => {
     await waitFor('consistent map', () => watcher.clientAttributes('10.0.2.2') && watcher.clientAttributes('10.0.2.1') === null, 3_000);
     api.addPod({ namespace: 'shop', name: 'later', ip: '10.0.2.3', labels: {} });
     await waitFor('watching again', () => watcher.clientAttributes('10.0.2.3'), 3_000);
+    expect(watcher.stats().lists).toBe(2);
+  });
+
+  it('backs off when every resumed watch is Gone at once (no list storm)', async () => {
+    const watcher = start();
+    await watcher.ready;
+    await waitFor('watch open', () => api.openWatches() === 1);
+    // Every watch from now on is answered 410, whatever resourceVersion it asks for.
+    api.compact({ forever: true });
+    api.dropWatches();
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Backoff 20 ms doubling to 200 ms: about eight lists in a second, not hundreds.
+    expect(watcher.stats().lists).toBeGreaterThanOrEqual(2);
+    expect(watcher.stats().lists).toBeLessThanOrEqual(12);
   });
 });
