@@ -1,5 +1,6 @@
 // `clgo plan`: what a pull request will change, per peer, computed from the base and head trees
 // with the same slice and policy code the reconcilers run. Pure over two file maps.
+import { isDeepStrictEqual } from 'node:util';
 import type { Diagnostic, FabricModel } from '../../schema/model.ts';
 import { validateFiles } from '../cli/commands/validate.ts';
 import { computeFlows, flowKey, profilesFromPolicies, type ClientProfile, type Flow } from '../runtime/flows.ts';
@@ -25,10 +26,21 @@ export interface FlowChange {
   decidedBy: string;
 }
 
+/** A change of the peer labels the fabric admins attest (fabric.yaml spec.peers): other peers decide on them. */
+export interface AttestationChange {
+  peer: string;
+  before: Record<string, string>;
+  after: Record<string, string>;
+  /** Peers whose policies see these labels: the peer itself and every peer it imports from or exports to. */
+  decidedOn: string[];
+}
+
 export interface Plan {
   base: { revision: string; valid: boolean; errors: Diagnostic[] };
   head: { revision: string; valid: boolean; errors: Diagnostic[]; warnings: Diagnostic[] };
   peers: PeerPlan[];
+  /** Attested peer labels that change: a change to other peers' decisions, reviewed by the admins. */
+  attestations: AttestationChange[];
   flows: FlowChange[];
 }
 
@@ -53,6 +65,7 @@ export function planFabrics(input: { baseRevision: string; headRevision: string;
     base: { revision: input.baseRevision, valid: baseReport.ok, errors: baseReport.errors },
     head: { revision: input.headRevision, valid: headReport.ok, errors: headReport.errors, warnings: headReport.warnings },
     peers: [],
+    attestations: [],
     flows: [],
   };
   if (!headReport.ok) return plan;
@@ -79,6 +92,17 @@ export function planFabrics(input: { baseRevision: string; headRevision: string;
       policies: d.policies,
       trustChanged: before !== null && d.trustChanged,
     });
+  }
+
+  const labelsIn = (f: FabricModel | null, peer: string): Record<string, string> => f?.peerLabels[peer] ?? {};
+  for (const peer of [...new Set([...Object.keys(baseFabric?.peerLabels ?? {}), ...Object.keys(headFabric.peerLabels)])].sort()) {
+    const before = labelsIn(baseFabric, peer);
+    const after = labelsIn(headFabric, peer);
+    if (isDeepStrictEqual(before, after)) continue;
+    const decidedOn = new Set<string>();
+    for (const [name, s] of headSlices) if (name === peer || s.members.some((m) => m.name === peer)) decidedOn.add(name);
+    for (const [name, s] of baseSlices) if (name === peer || s.members.some((m) => m.name === peer)) decidedOn.add(name);
+    plan.attestations.push({ peer, before, after, decidedOn: [...decidedOn].sort() });
   }
 
   // The same client profiles on both sides, so a flow is compared with itself.
@@ -125,6 +149,12 @@ export function planToMarkdown(plan: Plan): string {
   if (!plan.base.valid) out.push('⚠️ The base revision was invalid; every object below is compared with nothing.', '');
   const changed = plan.peers.filter((p) => p.status !== 'unchanged');
   out.push(changed.length === 0 ? '✅ Valid. No peer changes.' : `✅ Valid. ${changed.length} of ${plan.peers.length} peer(s) change.`, '');
+  if (plan.attestations.length) {
+    const labelText = (l: Record<string, string>): string => (Object.keys(l).length ? Object.entries(l).map(([k, v]) => `\`${k}=${v}\``).join(', ') : '(none)');
+    out.push('### Attested peer labels (fabric.yaml, fabric admins)', '', 'Other peers\' policies decide on these labels (`peer.clusterlink.net/labels.*`).', '', '| peer | before | after | decisions of |', '|---|---|---|---|');
+    for (const a of plan.attestations) out.push(`| \`${a.peer}\` | ${labelText(a.before)} | ${labelText(a.after)} | ${list(a.decidedOn)} |`);
+    out.push('');
+  }
   for (const p of changed) {
     out.push(`### ${p.peer} (${p.status})`, '');
     const rows: string[] = [];

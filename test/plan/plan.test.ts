@@ -54,6 +54,24 @@ describe('clgo plan', () => {
     expect(plan.peers.find((p) => p.peer === 'east')?.status).toBe('unchanged');
   });
 
+  it('shows a change of attested peer labels (fabric.yaml) as a change to other peers\' decisions', async () => {
+    const prev = await repo.head();
+    const fabricYaml = (await readFabricDir(EXAMPLE_DIR)).get('fabric.yaml')!;
+    const demoted = Buffer.from(fabricYaml).toString('utf8').replace(/(east:\n\s+labels:\n\s+region: us-east\n\s+tier:) core/, '$1 edge');
+    expect(demoted).toContain('tier: edge\n    edge:');
+    const head = await repo.commit(new Map([['fabric.yaml', demoted]]), 'east is no longer core');
+    const { code, out } = await clgo('plan', '--repo', repo.workDir, '--base', prev, '--head', head);
+    expect(code).toBe(0);
+    expect(out).toMatch(/### Attested peer labels \(fabric\.yaml, fabric admins\)[\s\S]*\| `east` \| `region=us-east`, `tier=core` \| `region=us-east`, `tier=edge` \| `east`, `edge`, `west` \|/);
+    // west's allow-core-perf trusted tier=core: east's iperf3 flow to west flips at west's ingress.
+    expect(out).toMatch(/\| `east perf\/iperf3 \[[^\]]*\] → west perf\/iperf3` \| allowed \| 🔴 denied \| ingress: /);
+    // A peer writing the same label in its own peer.yaml changes no decision, and says so.
+    const selfLabelled = await repo.commit(new Map([['peers/east/peer.yaml', Buffer.from((await readFabricDir(EXAMPLE_DIR)).get('peers/east/peer.yaml')!).toString('utf8').replace('  name: east\n', '  name: east\n  labels:\n    tier: core\n')]]), 'east labels itself core');
+    const self = await clgo('plan', '--repo', repo.workDir, '--base', head, '--head', selfLabelled);
+    expect(self.out).not.toMatch(/Attested peer labels|Flows that change/);
+    expect(self.out).toMatch(/peers\/east\/peer\.yaml:\d+` labels in peers\/east\/peer\.yaml feed no policy decision/);
+  });
+
   it('exits 1 with the located errors when the head is invalid', async () => {
     const head = await repo.commit(new Map([['peers/east/imports/http.yaml', 'apiVersion: clusterlink.net/v1alpha1\nkind: Import\nmetadata:\n  name: http\n  namespace: web\nspec:\n  port: 8080\n  sources:\n    - peer: nowhere\n      exportName: http\n      exportNamespace: web\n']]), 'bad');
     const { code, out } = await clgo('plan', '--repo', repo.workDir, '--base', base, '--head', head);
