@@ -63,8 +63,8 @@ export function explainPath(fabric: FabricModel, importer: string, importRef: st
     const ingressReq: AccessRequest = { direction: 'ingress', namespace: src.exportNamespace, self: src.peer, selfLabels: theirs.self.labels, client: known, peer: { name: importer, labels: importerLabels }, export: { name: src.exportName, namespace: src.exportNamespace, labels: src.exportLabels } };
     const ingress = decide(compilePolicies(theirs.policies), ingressReq);
     const trace = [
-      ...(egress.tier === 'default' ? tracePolicies(mine.policies, egressReq).filter((t) => t.applies) : []),
-      ...(ingress.tier === 'default' ? tracePolicies(theirs.policies, ingressReq).filter((t) => t.applies) : []),
+      ...(egress.reason === 'default-deny' ? tracePolicies(mine.policies, egressReq).filter((t) => t.applies) : []),
+      ...(ingress.reason === 'default-deny' ? tracePolicies(theirs.policies, ingressReq).filter((t) => t.applies) : []),
     ];
     return { ...base, resolved: true, egress, ingress, egressAttributes: requestAttributes(egressReq), ingressAttributes: requestAttributes(ingressReq), reached: egress.allowed, allowed: egress.allowed && ingress.allowed, trace, note: null };
   });
@@ -106,10 +106,11 @@ export function explanationToText(e: PathExplanation): string {
       lines.push(`     ${cand.note}`);
       return;
     }
+    // The attributes a side's policies saw, where that side refused (an allow names the entries that matched).
     lines.push(`     ${side(`egress on ${e.importer}`, cand.egress)}`);
-    if (cand.egressAttributes) lines.push(`       from ${attributeSet(cand.egressAttributes.src)} to ${attributeSet(cand.egressAttributes.dst)}`);
+    if (cand.egressAttributes && cand.egress && !cand.egress.allowed) lines.push(`       saw from ${attributeSet(cand.egressAttributes.src)} to ${attributeSet(cand.egressAttributes.dst)}`);
     lines.push(`     ${side(`ingress on ${cand.peer}`, cand.ingress, cand.reached)}`);
-    if (cand.ingressAttributes) lines.push(`       from ${attributeSet(cand.ingressAttributes.src)} to ${attributeSet(cand.ingressAttributes.dst)}`);
+    if (cand.ingressAttributes && cand.ingress && !cand.ingress.allowed && cand.reached) lines.push(`       saw from ${attributeSet(cand.ingressAttributes.src)} to ${attributeSet(cand.ingressAttributes.dst)}`);
     for (const t of cand.trace) lines.push(`       · ${t.tier} ${t.action} ${t.policy} (${t.location}): ${t.reason}`);
   });
   lines.push(`verdict: ${e.verdict}`);

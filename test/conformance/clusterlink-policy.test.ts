@@ -213,11 +213,13 @@ describe('ClusterLink policy conformance (loader → slice → Authorizer)', () 
     expect(e.candidates[0]!.egressAttributes!.dst).toMatchObject({ 'export.clusterlink.net/labels.app': 'db-import', 'peer.clusterlink.net/name': EXPORTER });
     const text = explanationToText(e);
     expect(text).toMatch(/matched from\[0\] \{peer\.clusterlink\.net\/labels\.tier=core\}, to\[0\] \{export\.clusterlink\.net\/labels\.app=db-import\}/);
-    expect(text).toContain('peer.clusterlink.net/labels.tier=core (fabric.yaml)');
     // An unknown client: the refusal names the rule and the policy that triggers it.
     const unknown = explainPath(fabric, IMPORTER, 'shop/db', { labels: {} });
     if ('error' in unknown) throw new Error(unknown.error);
     expect(unknown.candidates[0]!.egress).toMatchObject({ allowed: false, reason: 'unknown-client', location: `peers/${IMPORTER}/policies/p0.json:1` });
-    expect(explanationToText(unknown)).toMatch(/unknown client refused: a policy selects on source attributes \(peers\/cluster17\.us-east\/policies\/p0\.json:1\)/);
+    const unknownText = explanationToText(unknown);
+    expect(unknownText).toMatch(/unknown client refused: a policy selects on source attributes \(peers\/cluster17\.us-east\/policies\/p0\.json:1\)/);
+    // Where a side refuses, the attributes it saw: no client attributes, the local peer's attested labels.
+    expect(unknownText).toMatch(/saw from \{peer\.clusterlink\.net\/name=cluster17\.us-east, peer\.clusterlink\.net\/labels\.tier=core \(fabric\.yaml\), peer\.clusterlink\.net\/labels\.region=us-east \(fabric\.yaml\)\} to \{export\.clusterlink\.net\/name=db, export\.clusterlink\.net\/namespace=shop, export\.clusterlink\.net\/labels\.app=db-import, /);
   });
 });
