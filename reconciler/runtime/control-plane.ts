@@ -18,7 +18,7 @@ import { dataplaneTrust, RefusalLog, type DataplaneTrust, type RefusalCount } fr
 import { createAuthorizer, type SliceAuthorizer } from '../xds/authz.ts';
 import type { PeerIdentity } from '../xds/config.ts';
 import { egressResolverFromSlice, startExtAuthzServer } from '../xds/ext-authz-server.ts';
-import { buildResources, type IdentityFiles } from '../xds/resources.ts';
+import { buildResources, ROUTE_TYPE_URL, type IdentityFiles } from '../xds/resources.ts';
 
 /** Where a slice goes besides xDS (Kubernetes Services). Errors are reported, xDS keeps the revision. */
 export interface SliceTarget {
@@ -150,8 +150,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       server.refreshIdentity();
       server.recheckClients();
     }
+    // Routes first: a listener that names them by RDS warms until they arrive.
+    ads.setResources(opts.peer, ROUTE_TYPE_URL, resources.routes ?? new Map());
     ads.setSnapshot(opts.peer, resources);
-    const count = resources.listeners.size + resources.clusters.size + resources.endpoints.size + resources.secrets.size;
+    const count = resources.listeners.size + resources.clusters.size + resources.endpoints.size + resources.secrets.size + (resources.routes?.size ?? 0);
     applied = { revision: rev.revision, at: new Date().toISOString(), resources: count };
     log.info({ revision: rev.revision, resources: count, unchanged: diff.empty }, 'revision served over xDS');
     if (opts.target) {

@@ -17,7 +17,11 @@ export interface XdsResources {
   clusters: Map<string, AnyResource>;
   endpoints: Map<string, AnyResource>;
   secrets: Map<string, AnyResource>;
+  /** RouteConfigurations (ROUTE_TYPE_URL): the gateway's routes, by RDS so a new export does not change (and drain) the gateway's filter chain. */
+  routes?: Map<string, AnyResource>;
 }
+
+export const ROUTE_TYPE_URL = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
 
 export interface ResourceOptions {
   /** Gateway bind address (0.0.0.0:443 in a pod); default: the peer's first gateway. */
@@ -252,14 +256,9 @@ function ingressListener(slice: Slice, bind: { address: string; port: number }, 
               request_headers_timeout: seconds(TUNNEL.limits.headerTimeoutMs / 1000),
               common_http_protocol_options: { idle_timeout: seconds(opts.idleTimeoutSeconds ?? 3600), max_headers_count: { value: TUNNEL.limits.maxHeaders } },
               upgrade_configs: [{ upgrade_type: 'CONNECT' }],
-              route_config: {
-                name: XDS_NAMES.ingress,
-                virtual_hosts: slice.exports.map((e) => ({
-                  name: `export/${e.namespace}/${e.name}`,
-                  domains: [TUNNEL.authority(e.name, e.namespace)],
-                  routes: [{ match: { connect_matcher: {} }, route: { cluster: XDS_NAMES.export(e.namespace, e.name), upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: seconds(0) } }],
-                })),
-              },
+              // The routes (one virtual host per export) come by RDS: an export added or removed
+              // changes the RouteConfiguration, not this filter chain, so open tunnels stay.
+              rds: { config_source: ads, route_config_name: XDS_NAMES.ingress },
               http_filters: [
                 {
                   name: 'envoy.filters.http.ext_authz',
@@ -273,6 +272,17 @@ function ingressListener(slice: Slice, bind: { address: string; port: number }, 
         ],
       },
     ],
+  });
+}
+
+function ingressRoutes(slice: Slice): AnyResource {
+  return encodeAny(ROUTE_TYPE_URL, {
+    name: XDS_NAMES.ingress,
+    virtual_hosts: slice.exports.map((e) => ({
+      name: `export/${e.namespace}/${e.name}`,
+      domains: [TUNNEL.authority(e.name, e.namespace)],
+      routes: [{ match: { connect_matcher: {} }, route: { cluster: XDS_NAMES.export(e.namespace, e.name), upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }], timeout: seconds(0) } }],
+    })),
   });
 }
 
@@ -322,10 +332,13 @@ function staticCluster(name: string, host: string, port: number, http2 = false, 
 }
 
 export function buildResources(slice: Slice, opts: ResourceOptions): XdsResources {
-  const out: XdsResources = { listeners: new Map(), clusters: new Map(), endpoints: new Map(), secrets: new Map() };
+  const out: XdsResources = { listeners: new Map(), clusters: new Map(), endpoints: new Map(), secrets: new Map(), routes: new Map() };
   for (const imp of slice.imports) out.listeners.set(XDS_NAMES.egress(imp.namespace, imp.name), egressListener(slice, imp, opts));
   const bind = opts.ingress !== undefined ? opts.ingress : slice.self.gateways[0] ? { address: slice.self.gateways[0].host, port: slice.self.gateways[0].port } : null;
-  if (slice.exports.length > 0 && bind) out.listeners.set(XDS_NAMES.ingress, ingressListener(slice, bind, opts));
+  if (slice.exports.length > 0 && bind) {
+    out.listeners.set(XDS_NAMES.ingress, ingressListener(slice, bind, opts));
+    out.routes!.set(XDS_NAMES.ingress, ingressRoutes(slice));
+  }
   // The authorization inputs (policies, members, revocations) ride on the ext_authz cluster as a hash:
   // when only they change, this resource changes, so data planes get a push and re-check open tunnels.
   out.clusters.set(XDS_NAMES.authz, staticCluster(XDS_NAMES.authz, opts.authz.host, opts.authz.port, true, { 'authz-inputs': authzInputsHash(slice) }, controlPlaneTls(slice)));

@@ -273,7 +273,21 @@ describe('real Envoy end to end: three peers, control planes following Git', () 
     tunnel.socket.destroy();
   });
 
-  it('7. a revocation closes open tunnels within one reconcile plus the drain time; the revoked peer gets no new tunnel', async () => {
+  it('7. a new export reaches west’s gateway by RDS: its filter chain, and so its open tunnels, stay', async () => {
+    const tunnel = await openEchoConnection(web);
+    const listenerChanges = async (): Promise<number> => (await stat('west', 'listener_manager.listener_modified')) + (await stat('west', 'listener_manager.listener_in_place_updated'));
+    const before = await listenerChanges();
+    const exportYaml = `apiVersion: clusterlink.net/v1alpha1\nkind: Export\nmetadata:\n  name: echo\n  namespace: web\nspec:\n  host: ${R.service(2)}\n  port: 8080\n`;
+    await commitAndSync(new Map([['peers/west/exports/echo.yaml', exportYaml]]), 'west: export web/echo', ['west']);
+    const dump = await envoys.west.configDump();
+    const routes = dump.configs.find((c) => c['@type'] === 'type.googleapis.com/envoy.admin.v3.RoutesConfigDump') as { dynamic_route_configs?: Array<{ route_config: { virtual_hosts: Array<{ domains: string[] }> } }> } | undefined;
+    expect(routes?.dynamic_route_configs?.flatMap((r) => r.route_config.virtual_hosts.flatMap((v) => v.domains)).sort()).toEqual(['echo.web:443', 'http.web:443', 'iperf3.perf:443']);
+    expect(await listenerChanges()).toBe(before);
+    expect(await tunnel.roundTrip(randomBytes(32 * 1024))).toBe(true);
+    tunnel.socket.destroy();
+  });
+
+  it('8. a revocation closes open tunnels within one reconcile plus the drain time; the revoked peer gets no new tunnel', async () => {
     // Back to round-robin over both exporters, then tunnels from east via west and via edge.
     await commitAndSync(new Map([[EAST_IPERF_IMPORT, text(fresh.files.get(EAST_IPERF_IMPORT))]]), 'east: perf import round-robin again', ['east']);
     const viaWest = await tunnelVia('west');

@@ -12,7 +12,7 @@ import { freshExampleFabric, type FreshFabric } from '../../reconciler/demo/fres
 import { slice } from '../../reconciler/slice/slice.ts';
 import { startAdsServer, type AdsServer } from '../../reconciler/xds/ads-server.ts';
 import { dataplaneConfigFromSlice } from '../../reconciler/xds/config.ts';
-import { buildResources, XDS_NAMES } from '../../reconciler/xds/resources.ts';
+import { buildResources, ROUTE_TYPE_URL, XDS_NAMES } from '../../reconciler/xds/resources.ts';
 import { loadFabricFiles } from '../../schema/load.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { waitFor } from '../fixtures/servers.ts';
@@ -78,8 +78,10 @@ describe('Envoy resources from a slice', () => {
     expect([...west.listeners.keys()]).toEqual([XDS_NAMES.ingress]);
     expect([...west.clusters.keys()].sort()).toEqual([XDS_NAMES.authz, XDS_NAMES.export('perf', 'iperf3'), XDS_NAMES.export('web', 'http')]);
     const ingress = decodeAny(TYPE_URL.listener, west.listeners.get(XDS_NAMES.ingress)!.value) as { filter_chains: Array<{ filters: Array<{ typed_config: { type_url: string; value: Uint8Array } }> }> };
-    const hcm = decodeAny(ingress.filter_chains[0]!.filters[0]!.typed_config.type_url, ingress.filter_chains[0]!.filters[0]!.typed_config.value) as { route_config: { virtual_hosts: Array<{ domains: string[] }> }; http_filters: Array<{ typed_config: { type_url: string; value: Uint8Array } }> };
-    expect(hcm.route_config.virtual_hosts.flatMap((v) => v.domains).sort()).toEqual(['http.web:443', 'iperf3.perf:443']);
+    const hcm = decodeAny(ingress.filter_chains[0]!.filters[0]!.typed_config.type_url, ingress.filter_chains[0]!.filters[0]!.typed_config.value) as { rds: { route_config_name: string }; http_filters: Array<{ typed_config: { type_url: string; value: Uint8Array } }> };
+    expect(hcm.rds.route_config_name).toBe(XDS_NAMES.ingress);
+    const routes = decodeAny(ROUTE_TYPE_URL, west.routes!.get(XDS_NAMES.ingress)!.value) as { virtual_hosts: Array<{ domains: string[] }> };
+    expect(routes.virtual_hosts.flatMap((v) => v.domains).sort()).toEqual(['http.web:443', 'iperf3.perf:443']);
     const authz = decodeAny(hcm.http_filters[0]!.typed_config.type_url, hcm.http_filters[0]!.typed_config.value);
     expect(authz.include_peer_certificate).toBe(true);
     // The identity secret names the files; no private key is in any resource.

@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeAny, encodeAny, knowsType, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
 import { EXAMPLE_DIR } from '../../reconciler/demo/fresh-fabric.ts';
 import { slice } from '../../reconciler/slice/slice.ts';
-import { buildResources, XDS_NAMES, type XdsResources } from '../../reconciler/xds/resources.ts';
+import { buildResources, ROUTE_TYPE_URL, XDS_NAMES, type XdsResources } from '../../reconciler/xds/resources.ts';
 import { loadFabricFiles } from '../../schema/load.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { readFabricDir } from '../../schema/read-dir.ts';
@@ -53,13 +53,13 @@ function expand(v: unknown, anyTypes: string[]): Json {
   return v as Json;
 }
 
-type Doc = Record<'listeners' | 'clusters' | 'endpoints' | 'secrets', Record<string, Record<string, Json>>>;
+type Doc = Record<'listeners' | 'clusters' | 'endpoints' | 'secrets' | 'routes', Record<string, Record<string, Json>>>;
 
 function toDoc(r: XdsResources): { doc: Doc; anyTypes: string[] } {
   const anyTypes: string[] = [];
   const section = (m: Map<string, { type_url: string; value: Buffer }>) =>
     Object.fromEntries([...m].sort(([a], [b]) => a.localeCompare(b)).map(([name, any]) => [name, expand(decodeAny(any.type_url, any.value), anyTypes) as Record<string, Json>]));
-  return { doc: { listeners: section(r.listeners), clusters: section(r.clusters), endpoints: section(r.endpoints), secrets: section(r.secrets) }, anyTypes };
+  return { doc: { listeners: section(r.listeners), clusters: section(r.clusters), endpoints: section(r.endpoints), secrets: section(r.secrets), routes: section(r.routes ?? new Map()) }, anyTypes };
 }
 
 /** Every value under `key` anywhere in a JSON tree. */
@@ -141,7 +141,7 @@ describe('golden Envoy resources for the 3-peer fabric-example', () => {
   for (const peer of PEERS) {
     it(`${peer}: decode/re-encode losslessly, pass the checks, and equal golden/${peer}.json`, () => {
       const r = built.get(peer)!;
-      for (const [type, map] of [[TYPE_URL.listener, r.listeners], [TYPE_URL.cluster, r.clusters], [TYPE_URL.endpoint, r.endpoints], [TYPE_URL.secret, r.secrets]] as const) {
+      for (const [type, map] of [[TYPE_URL.listener, r.listeners], [TYPE_URL.cluster, r.clusters], [TYPE_URL.endpoint, r.endpoints], [TYPE_URL.secret, r.secrets], [ROUTE_TYPE_URL, r.routes ?? new Map()]] as const) {
         for (const any of map.values()) {
           expect(any.type_url).toBe(type);
           expect(encodeAny(type, decodeAny(type, any.value)).value.equals(any.value)).toBe(true);
@@ -184,12 +184,14 @@ describe('golden Envoy resources for the 3-peer fabric-example', () => {
       clusters: [XDS_NAMES.authz, XDS_NAMES.import('perf', 'iperf3'), XDS_NAMES.import('web', 'http'), XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
       endpoints: [XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
       secrets: [XDS_NAMES.fabricCa, XDS_NAMES.identity],
+      routes: [],
     });
     expect(names('west')).toEqual({
       listeners: [XDS_NAMES.ingress],
       clusters: [XDS_NAMES.authz, XDS_NAMES.export('perf', 'iperf3'), XDS_NAMES.export('web', 'http')],
       endpoints: [],
       secrets: [XDS_NAMES.fabricCa, XDS_NAMES.identity],
+      routes: [XDS_NAMES.ingress],
     });
   });
 });
