@@ -1,3 +1,6 @@
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createCertificateAuthority, issuePeerCertificate } from '../../reconciler/pki/issue.ts';
@@ -92,6 +95,34 @@ describe.each(['sotw', 'delta'] as const)('xDS client (%s ADS)', (protocol) => {
     ads.set(TYPE_URL.endpoint, '1', [{ name: 'clusterlink/peer/east', resource: R.endpoints('east', [{ host: '127.0.0.3', port: 443 }]) }]);
     const cfg = await waitFor(() => configs[0], 'config once endpoints arrive');
     expect(cfg.upstreams).toEqual([{ peer: 'east', sni: 'east', endpoints: [{ host: '127.0.0.3', port: 443 }] }]);
+  });
+
+  it('reads the identity from the files the secret names, and re-reads them when they change on disk (a Secret rotation)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'clgo-xds-identity-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const crt = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    await writeFile(crt, west.certificatePem);
+    await writeFile(key, west.privateKeyPem);
+    const ads = await startTestAdsServer(0);
+    const configs: DataplaneConfig[] = [];
+    const client = startXdsClient({ server: ads.address, nodeId: 'west/pod-1', protocol, onConfig: (c) => void configs.push(c), logger: silent, identityPollMs: 20 });
+    cleanups.push(async () => client.stop(), async () => ads.stop());
+    fullSnapshot(ads, '1');
+    ads.set(TYPE_URL.secret, '1', [
+      { name: 'clusterlink/identity', resource: R.identityFiles(crt, key) },
+      { name: 'clusterlink/fabric-ca', resource: R.fabricCa(ca.certificatePem, [eastPin]) },
+    ]);
+    const cfg = await waitFor(() => configs.find((c) => c.tls.privateKeyPem === west.privateKeyPem), 'config with the key read from disk');
+    expect(cfg.tls.certificatePem).toBe(west.certificatePem);
+    // Kubernetes swaps the Secret's files: the next config carries the new pair, with no xDS change.
+    const rotated = await issuePeerCertificate({ peerName: 'west', fabricName: 'demo', ca });
+    await writeFile(join(dir, 'n.crt'), rotated.certificatePem);
+    await writeFile(join(dir, 'n.key'), rotated.privateKeyPem);
+    await rename(join(dir, 'n.crt'), crt);
+    await rename(join(dir, 'n.key'), key);
+    const next = await waitFor(() => configs.find((c) => c.tls.certificatePem === rotated.certificatePem && c.tls.privateKeyPem === rotated.privateKeyPem), 'config after the rotation');
+    expect(next.version).toBe(cfg.version);
   });
 
   it('follows an update (new gateway endpoints) with a new config', async () => {

@@ -67,6 +67,13 @@ export const resources = {
       tls_certificate: { certificate_chain: { inline_string: certificatePem }, private_key: { inline_string: privateKeyPem } },
     });
   },
+  /** The identity as our control plane sends it: file names of the mounted Secret, never the key. */
+  identityFiles(certificateFile: string, privateKeyFile: string): AnyResource {
+    return encodeAny(TYPE_URL.secret, {
+      name: 'clusterlink/identity',
+      tls_certificate: { certificate_chain: { filename: certificateFile }, private_key: { filename: privateKeyFile }, watched_directory: { path: certificateFile.slice(0, certificateFile.lastIndexOf('/')) } },
+    });
+  },
   fabricCa(caPem: string, pins: string[]): AnyResource {
     return encodeAny(TYPE_URL.secret, {
       name: 'clusterlink/fabric-ca',
