@@ -16,7 +16,7 @@ import { DEFAULT_LIMITS, loadFabricFiles, ParseCache, type LoadLimits } from '..
 import type { FabricModel, LoadResult, SigningKey } from '../../schema/model.ts';
 import { boundedHttpClient, redactUrl, type GitAuth } from './http-client.ts';
 import { BlobCache, readCommitTree, TreeError } from './git-tree.ts';
-import { guardUploadPackResponse, type DroppedObject, type PackLimits } from './pack-guard.ts';
+import { guardUploadPackResponse, type PackLimits } from './pack-guard.ts';
 import { createRevisionTracker } from './revision-tracker.ts';
 import { splitSignedObject, verifyCommitSignature } from './signatures.ts';
 import type { FabricSource, RevisionListener } from './types.ts';
@@ -55,6 +55,7 @@ export interface GitSourceOptions {
 
 export const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 
+const droppedSchema = z.array(z.tuple([z.string().regex(/^[0-9a-f]{40}$/), z.object({ bytes: z.number().nonnegative(), limit: z.number().nonnegative() })])).max(4096);
 const stateSchema = z.object({ lastAppliedRevision: z.string().regex(/^[0-9a-f]{40}$/).nullable() });
 const REMOTE = 'origin';
 
@@ -74,16 +75,23 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     maxInflatedBytes: 256 * 1024 * 1024,
     ...opts.packLimits,
   };
-  /** Objects cut out of fetched packs for their size, by id (bounded: the most recent 4,096). */
-  const droppedObjects = new Map<string, DroppedObject>();
+  /**
+   * Objects cut out of fetched packs for their size, by id (bounded: the most recent 4,096), kept
+   * in the cache directory too: after a restart the server does not send them again (the commit
+   * that needs them is already here), and a refusal should still name the size.
+   */
+  const droppedObjects = new Map<string, { bytes: number; limit: number }>();
+  const droppedPath = join(opts.cacheDir, 'clgo-dropped-objects.json');
   const inspectUploadPack = async (body: Buffer): Promise<Buffer> => {
     const guarded = await guardUploadPackResponse(body, packLimits);
     if (guarded.dropped.length > 0) {
       for (const d of guarded.dropped) {
         if (d.oid === null) continue;
-        droppedObjects.set(d.oid, d);
+        droppedObjects.set(d.oid, { bytes: d.bytes, limit: packLimits.maxObjectBytes });
         if (droppedObjects.size > 4096) droppedObjects.delete(droppedObjects.keys().next().value!);
       }
+      await writeFile(`${droppedPath}.tmp`, JSON.stringify([...droppedObjects]));
+      await rename(`${droppedPath}.tmp`, droppedPath);
       log.warn({ url: shownUrl, dropped: guarded.dropped.map((d) => ({ oid: d.oid, type: d.type, bytes: d.bytes })), limit: packLimits.maxObjectBytes }, `${guarded.dropped.length} object(s) over the ${packLimits.maxObjectBytes}-byte limit cut out of the fetched pack before inflating; a revision that needs them is refused`);
     }
     return guarded.body;
@@ -111,6 +119,11 @@ export function createGitSource(opts: GitSourceOptions): FabricSource {
     if (!fs.existsSync(join(gitdir, 'HEAD'))) await git.init({ fs, gitdir, bare: true, defaultBranch: 'main' });
     // The remote's URL is re-set on every start so a changed --git URL takes effect with the same cache.
     await git.addRemote({ fs, gitdir, remote: REMOTE, url: opts.url, force: true });
+    try {
+      for (const [oid, d] of droppedSchema.parse(JSON.parse(await readFile(droppedPath, 'utf8')))) droppedObjects.set(oid, d);
+    } catch {
+      // none recorded (or unreadable): a missing object is then refused without its size
+    }
     initialised = true;
   }
 

@@ -48,7 +48,7 @@ export async function readCommitTree(
   limits: Partial<LoadLimits> = {},
   cache: object = {},
   blobCache?: BlobCache,
-  dropped?: ReadonlyMap<string, { bytes: number }>,
+  dropped?: ReadonlyMap<string, { bytes: number; limit: number }>,
 ): Promise<Map<string, Uint8Array>> {
   const lim = { ...DEFAULT_LIMITS, ...limits };
   const files = new Map<string, Uint8Array>();
@@ -93,7 +93,7 @@ export async function readCommitTree(
       if (entry.mode === '120000') throw new TreeError(`${path} is a symbolic link; the fabric repository must hold regular files only`, path);
       if (entry.mode === '160000') throw new TreeError(`${path} is a submodule; the fabric repository must not contain submodules`, path);
       const cut = dropped?.get(entry.oid);
-      if (cut) throw new TreeError(`${path} is ${cut.bytes} bytes, over the ${lim.maxFileBytes}-byte limit per file (refused from the pack's object header, before inflating)`, path);
+      if (cut) throw new TreeError(`${path} is ${cut.bytes} bytes, over the ${cut.limit}-byte limit per file (refused from the pack's object header, before inflating)`, path);
       if (entry.type === 'tree') {
         const sub = await subtree(entry.oid, path, depth + 1);
         for (const [rel, oid, blob] of sub.files) onFile(`${entry.path}/${rel}`, oid, blob);
@@ -101,9 +101,18 @@ export async function readCommitTree(
         continue;
       }
       if (entry.type !== 'blob') continue;
-      const blob = blobCache?.blobs.get(entry.oid) ?? (await git.readBlob({ fs, gitdir, oid: entry.oid, cache })).blob;
+      const blob = blobCache?.blobs.get(entry.oid) ?? (await readBlob(entry.oid, path));
       addFile(path, entry.oid, blob);
       onFile(entry.path, entry.oid, blob);
+    }
+  }
+
+  async function readBlob(oid: string, path: string): Promise<Uint8Array> {
+    try {
+      return (await git.readBlob({ fs, gitdir, oid, cache })).blob;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'NotFoundError') throw new TreeError(`${path}: object ${oid} is not in the local store (cut out of a fetched pack, or the cache was damaged); the revision is refused`, path);
+      throw err;
     }
   }
 

@@ -5,7 +5,8 @@
 // bound); the longest event-loop stall (prom-client's event-loop lag max, and the slowest
 // /healthz answer polled every 25 ms) stays under MAX_STALL_MS instead of ~19 s; the commit is refused at
 // the tree stage with the file named and the last good revision keeps serving; memory is back
-// after the refusal and after the revert, and the revert applies.
+// after the refusal and after the revert, and the revert applies — also after a restart with the
+// same cache in between (the refusal still names the file and its size).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
@@ -85,6 +86,12 @@ beforeAll(async () => {
   repo = await createFabricRepo({ root, name: 'fabric', files: fresh.files });
   server = await startGitHttpServer({ root, host: '127.0.189.100' });
   await writeFile(join(root, 'west.key'), fresh.peers.west!.privateKeyPem, { mode: 0o600 });
+  await startReconciler();
+}, 60_000);
+
+/** `clgo run --local` for west, following the repository with a persistent cache. */
+async function startReconciler(): Promise<void> {
+  logs = '';
   child = spawn(
     process.execPath,
     ['bin/clgo.mjs', 'run', '--local', '--peer', 'west', '--git', server.repoUrl('fabric.git'), '--cache', join(root, 'cache'), '--poll', '300ms', '--key', join(root, 'west.key'), '--egress-address', R.egress.west, '--admin', '127.0.189.50:0', '--log-level', 'warn'],
@@ -94,13 +101,16 @@ beforeAll(async () => {
   child.stdout!.on('data', (d: Buffer) => (logs += d.toString()));
   await waitFor(() => /status (http:\/\/127\.0\.189\.50:\d+)\//.test(logs) || child.exitCode !== null, 30_000);
   adminUrl = /status (http:\/\/127\.0\.189\.50:\d+)\//.exec(logs)?.[1] ?? '';
-}, 60_000);
+}
+
+async function stopReconciler(): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+}
 
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
-  }
+  if (child) await stopReconciler();
   await server?.stop();
   await rm(root, { recursive: true, force: true });
   await table.flush();
@@ -145,11 +155,19 @@ describe('fault: a compressed 200 MB blob in a commit', () => {
     expect(st.applied?.revision).toBe(good);
     expect((await fetch(`${adminUrl}/readyz`)).status).toBe(200);
 
+    // Restarted with the same cache: the server does not send the object again, and the refusal still names its size.
+    await stopReconciler();
+    await startReconciler();
+    expect(await waitFor(async () => (await status()).source.lastError?.revision === bomb, 30_000)).toBe(true);
+    expect((await status()).source.lastError).toMatchObject({ stage: 'tree', file: 'peers/west/zeros.bin', message: expect.stringMatching(/209715200 bytes/) });
+    expect((await status()).applied?.revision).toBe(good);
+
     // The revert: fetched (its pack does not carry the big object again) and applied.
     await unlink(join(repo.workDir, 'peers/west/zeros.bin'));
     const revert = await repo.commit(new Map(), 'revert: remove the 200 MB file');
     expect(await waitFor(async () => (await status()).applied?.revision === revert, 30_000)).toBe(true);
     await new Promise((r) => setTimeout(r, 1000));
+    // A new process since the restart: its RSS against the first one's baseline.
     const afterRevert = await memory();
 
     const mb = (n: number): string => `${Math.round(n / MiB)} MiB`;
