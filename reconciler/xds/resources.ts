@@ -80,6 +80,15 @@ const ads = { ads: {}, resource_api_version: 'V3' };
 const sds = (name: string) => ({ name, sds_config: ads });
 const tlsParams = { tls_minimum_protocol_version: 'TLSv1_3', tls_maximum_protocol_version: 'TLSv1_3' };
 
+/**
+ * Envoy's default circuit breakers allow 1,024 connections, pending requests and requests per
+ * cluster: a tunnel pod refused the 1,025th open tunnel of one import (egress) or one export
+ * (gateway), and the 1,025th concurrent ext_authz check. Each tunnel holds one upstream connection
+ * (and, through the gateway, one request) for its whole life, so these caps are really caps on open
+ * tunnels; the pod's own bound (memory, file descriptors) is the one that should decide.
+ */
+const CLUSTER_LIMITS = { thresholds: [{ priority: 'DEFAULT', max_connections: { value: 1_000_000 }, max_pending_requests: { value: 1_000_000 }, max_requests: { value: 1_000_000 } }] };
+
 function authzGrpcService(timeoutSeconds = 2) {
   // Envoy's default :authority is the cluster name, and a '/' in it makes the gRPC server (Node's
   // HTTP/2) reset the stream as a protocol error: name a valid authority.
@@ -195,6 +204,7 @@ function importCluster(slice: Slice, imp: Slice['imports'][number]): AnyResource
     name,
     type: allIps ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: seconds(5),
+    circuit_breakers: CLUSTER_LIMITS,
     lb_policy: imp.sessionAffinity === 'ClientIP' ? 'RING_HASH' : imp.lbScheme === 'random' ? 'RANDOM' : 'ROUND_ROBIN',
     load_assignment: {
       cluster_name: name,
@@ -292,6 +302,7 @@ function peerCluster(slice: Slice, peer: string): AnyResource {
     type: 'EDS',
     eds_cluster_config: { eds_config: ads },
     connect_timeout: seconds(5),
+    circuit_breakers: CLUSTER_LIMITS,
     // The remote gateway speaks HTTP/1.1 CONNECT.
     typed_extension_protocol_options: HTTP1_UPSTREAM,
     outlier_detection: { consecutive_5xx: { value: 3 }, consecutive_gateway_failure: { value: 3 }, base_ejection_time: seconds(10) },
@@ -326,6 +337,7 @@ function staticCluster(name: string, host: string, port: number, http2 = false, 
     ...(metadata ? { metadata: { filter_metadata: { 'clusterlink.net': struct(metadata) } } } : {}),
     type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: seconds(5),
+    circuit_breakers: CLUSTER_LIMITS,
     load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: sock(host, port) } }] }] },
     ...(http2 ? { typed_extension_protocol_options: { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': encodeAny(T.httpOptions, { explicit_http_config: { http2_protocol_options: {} } }) } } : {}),
   });
