@@ -9,7 +9,7 @@
 // accepted (fetched, signature/fast-forward checked, validated) to that ACK is reported apart.
 // Addresses: 127.0.174.* (control plane .1, egress listeners .10, gateways .2x, Envoy admins .10x).
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createFabricRepo } from '../../reconciler/demo/git-repo.ts';
@@ -20,6 +20,7 @@ import { createGitSource } from '../../reconciler/source/git-source.ts';
 import { startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
 import { writePeerSecret } from '../fixtures/peer-secret.ts';
 import { percentile, row, type Benchmark, type BenchResult } from './harness.ts';
+import { cpuSeconds } from './tunnel-refs.ts';
 
 /** Where deploy's tunnel pods mount the peer Secret. */
 const PEER_SECRET_MOUNT = '/var/run/clgo/peer';
@@ -134,11 +135,14 @@ async function run(): Promise<BenchResult[]> {
     const revisionToAck: number[] = [];
     const revisionToApplied: number[] = [];
     const revisionToFirstAck: number[] = [];
+    /** CPU each Envoy spent per round (ms), all Envoys' samples together. */
+    const envoyCpuMs: number[] = [];
     const modified: number[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       const exporter = round % 2 === 1 ? 'edge' : 'west';
       const changes = new Map<string, string>();
       for (let i = 0; i < IMPORTS; i++) changes.set(importPath(i), importYaml(i, exporter));
+      const cpuBefore = envoys.map((e) => cpuSeconds(e.pid));
       const modifiedBefore = await Promise.all(envoys.map((e) => envoyStat(e, 'listener_manager.listener_modified')));
       const before = state;
       let revisionAt = 0;
@@ -179,6 +183,9 @@ async function run(): Promise<BenchResult[]> {
       const least = Math.min(...modifiedAfter.map((m, i) => m - modifiedBefore[i]!));
       if (least < IMPORTS) throw new Error(`round ${round}: an Envoy modified only ${least} listeners, expected ${IMPORTS}`);
       modified.push(least);
+      // Listener updates go on after the ACK (warming, draining the old filter chains): give them a moment.
+      await new Promise((r) => setTimeout(r, 500));
+      envoyCpuMs.push(...envoys.map((e, i) => (cpuSeconds(e.pid) - cpuBefore[i]!) * 1000));
       accepted = null;
     }
     const nacks = control.status().xds.nodes.reduce((n, node) => n + Object.values(node.types).reduce((m, t) => m + t.nacks, 0), 0);
@@ -193,6 +200,7 @@ async function run(): Promise<BenchResult[]> {
       row('xds.envoy.revision-to-all-acked.p99', percentile(revisionToAck, 99), 'ms', '', null),
       row('xds.envoy.revision-to-pushed.p50', percentile(revisionToApplied, 50), 'ms', '', null, 'accepted revision → slice → resources → written to every ADS stream (the reconciler\'s part)'),
       row('xds.envoy.revision-to-first-envoy-acked.p50', percentile(revisionToFirstAck, 50), 'ms', '', null, `the first of the ${ENVOYS} Envoys to ACK the new listeners`),
+      row('xds.envoy.cpu-per-envoy-per-commit.p50', percentile(envoyCpuMs, 50), 'ms', '', null, `CPU one Envoy spends to take in one such commit (${IMPORTS} listeners and their clusters), user + system: on ${availableParallelism()} cores, ${ENVOYS} Envoys need at least ${ENVOYS} × this / cores of wall time`),
       row('xds.envoy.fetch-and-validate.p50', percentile(commitToAck.map((c, i) => c - revisionToAck[i]!), 50), 'ms', '', null, 'git push returned → revision accepted (fetch + checks + validation of the fabric)'),
     ];
   } finally {
