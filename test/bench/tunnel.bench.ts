@@ -52,6 +52,8 @@ const SETUP_WARMUP = 20;
 const SETUP_BLOCK = 100;
 /** Per path at most, so a slow path cannot push the run past its budget (less when time is short). */
 const SETUP_CAP_MS = 8000;
+/** Per path at least, however late the run is (a loaded machine): a p99 needs some hundreds of samples. */
+const SETUP_FLOOR_MS = 3000;
 /** Setup latency, measured last, gets what is left of this many seconds since the start. */
 const DEADLINE_S = 170;
 /** The 2 s of ping-pong per path run as slices interleaved across paths. */
@@ -373,7 +375,7 @@ async function run(): Promise<BenchResult[]> {
     } finally {
       for (const pp of pingPongs) pp.close();
     }
-    const setupCap = Math.max(1000, Math.min(SETUP_CAP_MS, ((DEADLINE_S - elapsedS()) * 1000) / PATHS.length - 500));
+    const setupCap = Math.max(SETUP_FLOOR_MS, Math.min(SETUP_CAP_MS, ((DEADLINE_S - elapsedS()) * 1000) / PATHS.length - 500));
     const setupMap = await setupLatency(
       PATHS.map((p) => paths[p]),
       setupCap,
