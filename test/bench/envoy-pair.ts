@@ -1,7 +1,7 @@
 // The Envoy pair of the tunnel benchmark, in the cluster shape: per peer the reconciler as control
-// plane (`clgo run` without --local, its own process: ADS + ext_authz) and a real Envoy started as
-// deploy/ starts the tunnel pod (test/fixtures/envoy.ts) with `--concurrency 1`, configured only
-// by our xDS. East's Envoy is the egress (import listeners), west's the gateway; both control
+// plane (`clgo run` without --local, its own process: ADS + ext_authz over mutual TLS) and a real
+// Envoy started as deploy/ starts the tunnel pod (test/fixtures/envoy.ts) with `--concurrency 1`,
+// reading the peer Secret's files as the pod does, configured only by our xDS. East's Envoy is the egress (import listeners), west's the gateway; both control
 // planes decide every tunnel over ext_authz, as in production.
 // Addresses (127.0.170-172.*, apart from the other pairs): control planes 127.0.170.1 (east) and
 // .2 (west), Envoy admin/health 127.0.170.11 (east) and .12 (west), west's gateway 127.0.171.2
@@ -12,7 +12,11 @@ import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Endpoint } from '../../dataplane/contracts.ts';
 import { startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
+import { writePeerSecret } from '../fixtures/peer-secret.ts';
 import { LOCAL_CLIENTS, NET, spawnTracked, waitListening, type PemIdentity, type Proc } from './tunnel-refs.ts';
+
+/** Where deploy/base/tunnel.yaml mounts the peer Secret. */
+export const PEER_SECRET_MOUNT = '/var/run/clgo/peer';
 
 export const ENVOY_NET = {
   cp: { east: '127.0.170.1', west: '127.0.170.2' },
@@ -49,7 +53,7 @@ async function counters(e: EnvoyProcess, re: RegExp): Promise<Record<string, num
  * `files` is the benchmark's fabric (gateways in NET.gatewayRange); west's gateway moves to this
  * pair's range so the Node data plane's gateway and Envoy's do not collide.
  */
-export async function startEnvoyPair(dir: string, files: ReadonlyMap<string, Uint8Array>, identities: { east: PemIdentity; west: PemIdentity }): Promise<EnvoyPair> {
+export async function startEnvoyPair(dir: string, files: ReadonlyMap<string, Uint8Array>, identities: { east: PemIdentity; west: PemIdentity }, caPem: string): Promise<EnvoyPair> {
   const fabricDir = join(dir, 'envoy-fabric');
   for (const [path, bytes] of files) {
     const text = Buffer.from(bytes).toString('utf8');
@@ -64,14 +68,14 @@ export async function startEnvoyPair(dir: string, files: ReadonlyMap<string, Uin
     await Promise.all(envoys.map((e) => e.stop(2000)));
     for (const p of controlPlanes) p.child.kill('SIGKILL');
   };
+  // The peer Secret (tls.crt, tls.key, ca.crt) as deploy/ mounts it into both pods.
+  const secrets = { east: await writePeerSecret(join(dir, 'envoy-east-secret'), identities.east, caPem), west: await writePeerSecret(join(dir, 'envoy-west-secret'), identities.west, caPem) };
   try {
     for (const peer of ['east', 'west'] as const) {
-      const key = join(dir, `envoy-${peer}.key`);
-      writeFileSync(key, identities[peer].privateKeyPem, { mode: 0o600 });
       const cp = ENVOY_NET.cp[peer];
       controlPlanes.push(
         spawnTracked(`control plane ${peer}`, process.execPath, [
-          'bin/clgo.mjs', 'run', '--peer', peer, '--fabric', fabricDir, '--key', key,
+          'bin/clgo.mjs', 'run', '--peer', peer, '--fabric', fabricDir, '--key', secrets[peer].privateKeyFile, '--cert', secrets[peer].certificateFile,
           '--xds', `${cp}:18000`, '--authz', `${cp}:18001`, '--egress-address', ENVOY_NET.egress,
           '--clients', clientsFile, '--admin', `${cp}:9090`, '--log-level', 'warn',
         ]),
@@ -85,6 +89,7 @@ export async function startEnvoyPair(dir: string, files: ReadonlyMap<string, Uin
           peer,
           pod: 'bench',
           addresses: { xds: { host: ENVOY_NET.cp[peer], port: 18000 }, admin: { host: admin, port: 9901 }, health: { host: admin, port: 9902 } },
+          mountDirs: { [PEER_SECRET_MOUNT]: secrets[peer].dir },
           extraArgs: ['--concurrency', '1'],
           readyTimeoutMs: 60_000,
         }),

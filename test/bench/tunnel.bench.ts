@@ -317,7 +317,7 @@ async function run(): Promise<BenchResult[]> {
     // Pairs. Ours: gateway (west) first, then egress (east).
     const [gatewayChild, egressChild] = await Promise.all([startDataplaneChild('gateway', 'west', files, west), startDataplaneChild('egress', 'east', files, east)]);
     const pki = writePkiFiles(dir, fresh.ca.certificatePem, east, west);
-    const [stunnel, haproxy, envoy] = await Promise.all([startStunnelPair(dir, pki, 'west'), startHaproxyPair(dir, pki, 'west'), startEnvoyPair(dir, files, { east, west })]);
+    const [stunnel, haproxy, envoy] = await Promise.all([startStunnelPair(dir, pki, 'west'), startHaproxyPair(dir, pki, 'west'), startEnvoyPair(dir, files, { east, west }, fresh.ca.certificatePem)]);
     closers.push(() => envoy.close());
 
     const paths: Record<PathName, Path> = {

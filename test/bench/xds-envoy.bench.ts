@@ -19,11 +19,9 @@ import { startControlPlane, type ControlPlane } from '../../reconciler/runtime/c
 import { createGitSource } from '../../reconciler/source/git-source.ts';
 import { startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
 import { writePeerSecret } from '../fixtures/peer-secret.ts';
+import { PEER_SECRET_MOUNT } from './envoy-pair.ts';
 import { percentile, row, type Benchmark, type BenchResult } from './harness.ts';
 import { cpuSeconds } from './tunnel-refs.ts';
-
-/** Where deploy's tunnel pods mount the peer Secret. */
-const PEER_SECRET_MOUNT = '/var/run/clgo/peer';
 
 const ENVOYS = 4;
 const IMPORTS = 1000;
