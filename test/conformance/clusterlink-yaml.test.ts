@@ -2,6 +2,10 @@
 // unchanged, or is refused with a reason; never silently ignored. Each case edits the example
 // fabric and checks what a user sees: the model, the warning or the error with file:line.
 import { connect, createServer, type Server } from 'node:tls';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { runClgo } from '../fixtures/cli.ts';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
@@ -133,6 +137,30 @@ status:
     expect(notes).toHaveLength(1);
     expect(notes[0]).toMatchObject({ file: 'peers/west/exports/http.yaml', line: lineOf(exported, 'status:') });
     expect(notes[0]!.message).toMatch(/status, metadata\.uid, metadata\.resourceVersion, metadata\.generation, metadata\.creationTimestamp, metadata\.managedFields/);
+  });
+
+  it('clgo validate --strict: the server-fields note does not fail CI; a peer labelling itself does', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'clgo-conformance-'));
+    try {
+      const write = async (edits: Record<string, string>): Promise<string> => {
+        const dir = await mkdtemp(join(root, 'case-'));
+        for (const [path, text] of new Map([...example, ...Object.entries(edits)])) {
+          await mkdir(dirname(join(dir, path)), { recursive: true });
+          await writeFile(join(dir, path), text);
+        }
+        return dir;
+      };
+      const exported = example.get('peers/west/exports/iperf3.yaml')!.replace('  name: iperf3\n', '  name: iperf3\n  uid: 0f4f6c1e\n  resourceVersion: "7"\n') + 'status:\n  conditions: []\n';
+      const noted = await runClgo('validate', await write({ 'peers/west/exports/iperf3.yaml': exported }), '--strict');
+      expect(noted.code, noted.out + noted.err).toBe(0);
+      expect(noted.out + noted.err).toMatch(/ignored here/);
+      const labelled = example.get('peers/edge/peer.yaml')!.replace('  name: edge\n', '  name: edge\n  labels:\n    tier: core\n');
+      const selfLabelled = await runClgo('validate', await write({ 'peers/edge/peer.yaml': labelled }), '--strict');
+      expect(selfLabelled.code).toBe(1);
+      expect(selfLabelled.out + selfLabelled.err).toMatch(/feed no policy decision/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('two imports on one port in two namespaces: both valid, distinct listen ports, the same in every load; targetPort kept', () => {
