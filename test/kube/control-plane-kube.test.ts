@@ -10,7 +10,7 @@ import { freshExampleFabric, type FreshFabric } from '../../reconciler/demo/fres
 import { startKubeTarget, type KubeTarget } from '../../reconciler/kube/index.ts';
 import { startControlPlane, type ControlPlane } from '../../reconciler/runtime/control-plane.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
-import { RECONCILER_USER, SYSTEM_NS, startKubeEnv, waitFor, type KubeEnv } from './helpers.ts';
+import { RECONCILER_USER, SYSTEM_NS, startKubeEnv, waitFor, withoutVerb, type KubeEnv } from './helpers.ts';
 
 let dir: string;
 let fresh: FreshFabric;
@@ -85,5 +85,22 @@ describe('control plane with the Kubernetes target', () => {
     await waitFor('new revision applied', () => plane.status().applied!.revision !== before && plane.status().target?.revision === plane.status().applied!.revision, 20_000);
     expect((await env.api.writes(mark, { resource: 'services', user: RECONCILER_USER })).total).toBe(0);
     expect((await env.api.writes(mark, { resource: 'endpointslices', user: RECONCILER_USER })).total).toBe(0);
+  });
+
+  it('a revision the cluster refuses in part (RBAC) shows in the control plane status as not ok, with the 403, until a later one applies', async () => {
+    const commit = async (path: string, bytes: Uint8Array | string) => {
+      const before = plane.status().applied!.revision;
+      await writeFile(join(dir, path), bytes);
+      await waitFor('new revision applied', () => plane.status().applied!.revision !== before && plane.status().target?.revision === plane.status().applied!.revision, 20_000);
+    };
+    const touch = (n: number) => commit('peers/west/policies/allow-web.yaml', `${Buffer.from(fresh.files.get('peers/west/policies/allow-web.yaml')!).toString()}\n# touched ${n}\n`);
+    await withoutVerb(env, 'services', 'patch', async () => {
+      // The import pruned above comes back while the reconciler may not patch Services.
+      await commit('peers/east/imports/http.yaml', fresh.files.get('peers/east/imports/http.yaml')!);
+      expect(plane.status().target).toMatchObject({ ok: false, error: expect.stringMatching(/web\/http: HTTP 403: .*cannot patch resource "services"/) });
+    });
+    await touch(2);
+    expect(plane.status().target).toMatchObject({ ok: true, error: null });
+    expect(await env.get('v1', 'Service', 'web', 'http')).toBeDefined();
   });
 });

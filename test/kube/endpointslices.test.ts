@@ -96,7 +96,7 @@ describe('kube target: EndpointSlices for import Services (real API server)', ()
     syncs = [];
     const dp = await pods('e2', '10.1.2', 'shop');
     // A wide debounce window so that the burst below is one pass even on a loaded machine.
-    const t = await target('e2', { endpointsDebounceMs: 700 });
+    const t = await target('e2', { endpointsDebounceMs: 1_500 });
     await t.applySlice(slice([imp('shop2', 'cart'), imp('shop2', 'pay')]), 'rev1');
     const both = async (want: string) => (await addrs('shop2', 'cart-clgo-ipv4')) === want && (await addrs('shop2', 'pay-clgo-ipv4')) === want;
 
@@ -120,14 +120,14 @@ describe('kube target: EndpointSlices for import Services (real API server)', ()
     await waitFor('tunnel-4 terminating', () => both('10.1.2.3'), 10_000, 100);
 
     // A burst of changes inside the debounce window is one pass (one write per slice).
-    await new Promise((r) => setTimeout(r, 800));
+    await new Promise((r) => setTimeout(r, 1_600));
     const before = syncs.length;
     mark = await env.api.mark();
     await env.api.setPodReady(SYSTEM_NS, 'e2-tunnel-1', true);
     await env.api.setPodReady(SYSTEM_NS, 'e2-tunnel-3', false);
     await env.api.createPod({ namespace: SYSTEM_NS, name: 'e2-tunnel-5', ip: '10.1.2.5', labels: dp });
     await waitFor('burst applied', () => both('10.1.2.1,10.1.2.5'), 10_000, 100);
-    await new Promise((r) => setTimeout(r, 900));
+    await new Promise((r) => setTimeout(r, 1_600));
     expect(syncs.length).toBe(before + 1);
     expect(await sliceWrites(mark)).toEqual({ total: 2, patch: 2 });
 
@@ -135,7 +135,7 @@ describe('kube target: EndpointSlices for import Services (real API server)', ()
     mark = await env.api.mark();
     await env.api.createPod({ namespace: 'shop', name: 'e2-imposter-2', ip: '10.1.2.98', labels: dp });
     await env.api.createPod({ namespace: SYSTEM_NS, name: 'e2-reconciler-1', ip: '10.1.2.101', labels: { app: 'reconciler-e2' } });
-    await new Promise((r) => setTimeout(r, 1_000));
+    await new Promise((r) => setTimeout(r, 1_600));
     expect(syncs.length).toBe(before + 1);
     expect((await sliceWrites(mark)).total).toBe(0);
   });

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubernetesObjectApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { AuthorizationV1Api, KubernetesObjectApi, RbacAuthorizationV1Api, type KubeConfig, type KubernetesObject, type V1PolicyRule } from '@kubernetes/client-node';
 import type { Slice, SliceImport } from '../../reconciler/slice/types.ts';
 import { startKubeApiServer, type KubeApiServer } from '../fixtures/kube-apiserver.ts';
 
@@ -108,3 +108,39 @@ export async function startKubeEnv(namespaces: string[] = []): Promise<KubeEnv> 
 
 /** `namespace/name` of each object. */
 export const keys = (objs: KubernetesObject[]) => objs.map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`);
+
+/** Runs fn with `verb` on `resource` taken out of the ClusterRole clgo-reconciler (deploy/base/rbac.yaml), then puts it back. */
+export async function withoutVerb<T>(env: KubeEnv, resource: string, verb: string, fn: () => Promise<T>): Promise<T> {
+  const rbac = env.admin.makeApiClient(RbacAuthorizationV1Api);
+  const role = await rbac.readClusterRole({ name: 'clgo-reconciler' });
+  const original = role.rules ?? [];
+  const cut: V1PolicyRule[] = original.map((r) => (r.resources?.includes(resource) ? { ...r, verbs: r.verbs.filter((v) => v !== verb) } : r));
+  if (JSON.stringify(cut) === JSON.stringify(original)) throw new Error(`the ClusterRole grants no ${verb} on ${resource}`);
+  await rbac.replaceClusterRole({ name: 'clgo-reconciler', body: { ...role, rules: cut } });
+  await untilAllowed(env, resource, verb, false);
+  try {
+    return await fn();
+  } finally {
+    const current = await rbac.readClusterRole({ name: 'clgo-reconciler' });
+    await rbac.replaceClusterRole({ name: 'clgo-reconciler', body: { ...current, rules: original } });
+    await untilAllowed(env, resource, verb, true);
+  }
+}
+
+/** The authorizer follows RBAC objects asynchronously: ask it (SubjectAccessReview) until it agrees. */
+async function untilAllowed(env: KubeEnv, resource: string, verb: string, allowed: boolean): Promise<void> {
+  const authz = env.admin.makeApiClient(AuthorizationV1Api);
+  const group = resource === 'endpointslices' ? 'discovery.k8s.io' : '';
+  await waitFor(
+    `${verb} ${resource} ${allowed ? 'allowed' : 'denied'}`,
+    async () => {
+      const r = await authz.createSubjectAccessReview({
+        body: { spec: { user: RECONCILER_USER, groups: ['system:serviceaccounts', `system:serviceaccounts:${SYSTEM_NS}`, 'system:authenticated'], resourceAttributes: { verb, resource, group, namespace: 'default' } } },
+      });
+      return r.status?.allowed === allowed;
+    },
+    10_000,
+    50,
+  );
+}
+

@@ -4,9 +4,8 @@
 // log line) while everything else goes on, the request rate stays bounded (backoff, no crash loop)
 // and it recovers by itself once the rule is back.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AuthorizationV1Api, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
 import { startKubeTarget, statusConfigMapName, type KubeTarget, type KubeTargetOptions } from '../../reconciler/kube/index.ts';
-import { RECONCILER_USER, SYSTEM_NS, imp, slice, startKubeEnv, waitFor, type KubeEnv } from './helpers.ts';
+import { RECONCILER_USER, SYSTEM_NS, imp, slice, startKubeEnv, waitFor, withoutVerb, type KubeEnv } from './helpers.ts';
 
 interface EventView {
   reason: string;
@@ -53,34 +52,6 @@ describe('RBAC: the reconciler as the ServiceAccount of deploy/base/rbac.yaml (r
     const s = await env.get<{ endpoints?: { addresses: string[] }[] }>('discovery.k8s.io/v1', 'EndpointSlice', ns, name);
     return s ? (s.endpoints ?? []).map((e) => e.addresses[0]).join() : null;
   };
-
-  /** Runs fn with `verb` on `resource` taken out of the ClusterRole clgo-reconciler, then puts it back. */
-  async function withoutVerb<T>(resource: string, verb: string, fn: () => Promise<T>): Promise<T> {
-    const rbac = env.admin.makeApiClient(RbacAuthorizationV1Api);
-    const role = await rbac.readClusterRole({ name: 'clgo-reconciler' });
-    const original = role.rules ?? [];
-    const cut: V1PolicyRule[] = original.map((r) => (r.resources?.includes(resource) ? { ...r, verbs: r.verbs.filter((v) => v !== verb) } : r));
-    expect(cut).not.toEqual(original);
-    await rbac.replaceClusterRole({ name: 'clgo-reconciler', body: { ...role, rules: cut } });
-    await untilAllowed(resource, verb, false);
-    try {
-      return await fn();
-    } finally {
-      const current = await rbac.readClusterRole({ name: 'clgo-reconciler' });
-      await rbac.replaceClusterRole({ name: 'clgo-reconciler', body: { ...current, rules: original } });
-      await untilAllowed(resource, verb, true);
-    }
-  }
-
-  /** The authorizer's caches follow RBAC objects asynchronously: ask it (SubjectAccessReview) until it agrees. */
-  async function untilAllowed(resource: string, verb: string, allowed: boolean): Promise<void> {
-    const authz = env.admin.makeApiClient(AuthorizationV1Api);
-    const group = resource === 'endpointslices' ? 'discovery.k8s.io' : '';
-    await waitFor(`${verb} ${resource} ${allowed ? 'allowed' : 'denied'}`, async () => {
-      const r = await authz.createSubjectAccessReview({ body: { spec: { user: RECONCILER_USER, groups: ['system:serviceaccounts', `system:serviceaccounts:${SYSTEM_NS}`, 'system:authenticated'], resourceAttributes: { verb, resource, group, namespace: 'shop' } } } });
-      return r.status?.allowed === allowed;
-    }, 10_000, 50);
-  }
 
   it('every call of a full pass succeeds: Services, EndpointSlices, Pods, namespaces, Events, Lease, status', async () => {
     await env.createAs('kubectl-create', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'taken', namespace: 'bank' }, spec: { ports: [{ port: 80 }] } } as never);
@@ -135,7 +106,7 @@ describe('RBAC: the reconciler as the ServiceAccount of deploy/base/rbac.yaml (r
     await t.applySlice(slice([imp('shop2', 'cart')]), 'rev1');
     expect(await addrs('shop2', 'cart-clgo-ipv4')).toBe('10.3.2.1');
 
-    const denied = await withoutVerb('services', 'patch', async () => {
+    const denied = await withoutVerb(env, 'services', 'patch', async () => {
       const mark = await env.api.mark();
       const r = await t.applySlice(slice([imp('shop2', 'cart', 81), imp('shop2', 'new')]), 'rev2');
       // A few passes while denied: each one tries each object once, nothing spins.
@@ -171,7 +142,7 @@ describe('RBAC: the reconciler as the ServiceAccount of deploy/base/rbac.yaml (r
     const t = await target('r3');
     await t.ready();
     await lead(t);
-    const r = await withoutVerb('endpointslices', 'patch', () => t.applySlice(slice([imp('shop3', 'cart')]), 'rev1'));
+    const r = await withoutVerb(env, 'endpointslices', 'patch', () => t.applySlice(slice([imp('shop3', 'cart')]), 'rev1'));
     expect(r.applied).toEqual([{ namespace: 'shop3', name: 'cart' }]);
     expect(r.errors).toEqual([{ namespace: 'shop3', name: 'cart', op: 'endpointslice-apply', message: expect.stringMatching(/^EndpointSlice cart-clgo-ipv4: HTTP 403: .*cannot patch resource "endpointslices"/) }]);
     expect((await env.list<EventView>('v1', 'Event', 'shop3')).map((e) => [e.reason, e.involvedObject.kind, e.involvedObject.name])).toEqual([['ApplyFailed', 'Service', 'cart']]);
@@ -184,14 +155,14 @@ describe('RBAC: the reconciler as the ServiceAccount of deploy/base/rbac.yaml (r
     const t = await target('r4');
     await t.ready();
     await lead(t);
-    const r = await withoutVerb('endpointslices', 'list', () => t.applySlice(slice([imp('shop4', 'cart')]), 'rev1'));
+    const r = await withoutVerb(env, 'endpointslices', 'list', () => t.applySlice(slice([imp('shop4', 'cart')]), 'rev1'));
     expect(r.applied).toEqual([{ namespace: 'shop4', name: 'cart' }]);
     expect(r.errors).toEqual([{ namespace: SYSTEM_NS, name: '', op: 'endpointslice-list', message: expect.stringMatching(/^listing EndpointSlices: HTTP 403: .*cannot list resource "endpointslices"/) }]);
   });
 
   it('without list on pods: the Pod watch backs off and says why, slices are deferred (never emptied), and it all catches up when the rule is back', async () => {
     await env.api.createPod({ namespace: SYSTEM_NS, name: 'r5-tunnel', ip: '10.3.5.1', labels: { app: 'dp-r5' } });
-    await withoutVerb('pods', 'list', async () => {
+    await withoutVerb(env, 'pods', 'list', async () => {
       const mark = await env.api.mark();
       const t = await target('r5', { podListTimeoutMs: 200 });
       await lead(t);
