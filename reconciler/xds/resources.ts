@@ -107,6 +107,9 @@ export function envoyExporters(imp: Slice['imports'][number]): Slice['imports'][
   return first ? resolved.filter((s) => s.exportName === first.exportName && s.exportNamespace === first.exportNamespace) : [];
 }
 
+/** SHA-256 of the empty string: a pin no certificate matches. */
+const NO_CERTIFICATE = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
 const pinsOf = (slice: Slice, peers: Iterable<string>): string[] => {
   const want = new Set(peers);
   return slice.members.filter((m) => want.has(m.name) && m.certificateFingerprint !== null).map((m) => `${m.name}=${m.certificateFingerprint}`);
@@ -252,7 +255,9 @@ function ingressListener(slice: Slice, bind: { address: string; port: number }, 
             common_tls_context: {
               tls_params: tlsParams,
               tls_certificate_sds_secret_configs: [sds(XDS_NAMES.identity)],
-              validation_context: { trusted_ca: { inline_string: slice.caCertificates.join('\n') }, verify_certificate_hash: importers.map((p) => p.slice(p.indexOf('=') + 1)) },
+              // An empty pin list would admit any certificate of the CA: with no importer left, pin
+              // the SHA-256 of zero bytes, which no certificate has.
+              validation_context: { trusted_ca: { inline_string: slice.caCertificates.join('\n') }, verify_certificate_hash: importers.length > 0 ? importers.map((p) => p.slice(p.indexOf('=') + 1)) : [NO_CERTIFICATE] },
             },
           }),
         },
