@@ -110,6 +110,8 @@ export interface DataplaneTlsOptions {
   trust: () => DataplaneTrust | null;
   refusals: RefusalLog;
   handshakeTimeoutMs?: number;
+  /** Open connections (handshaking or admitted) beyond which new ones are dropped (default 1024). */
+  maxConnections?: number;
 }
 
 export interface DataplaneTlsListener {
@@ -156,6 +158,10 @@ export async function listenDataplaneTls(server: grpc.Server, name: string, host
     ALPNProtocols: ['h2'],
     handshakeTimeout: opts.handshakeTimeoutMs ?? 5000,
   });
+
+  // A peer has a handful of data-plane pods; this bounds what a flood of (unauthenticated) connections can hold.
+  tlsServer.maxConnections = opts.maxConnections ?? 1024;
+  tlsServer.on('drop', (data?: { remoteAddress?: string }) => opts.refusals.refuse(name, 'connection-limit', { remote: data?.remoteAddress }, `more than ${tlsServer.maxConnections} connections open: new ones are dropped`));
 
   const refuse = (socket: tls.TLSSocket | null, reason: string, message: string, fields: Record<string, unknown> = {}): void => {
     opts.refusals.refuse(name, reason, { remote: socket?.remoteAddress, ...fields }, message);

@@ -9,6 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshExampleFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { echoThrough, startEchoServer, waitFor } from '../fixtures/servers.ts';
 import { writePeerSecret } from '../fixtures/peer-secret.ts';
+import { Writable } from 'node:stream';
+import { main } from '../../reconciler/cli.ts';
+import { TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { rawAdsClient } from '../xds/raw-ads.ts';
 
 // This file's loopback range: gateways 127.0.121.x, services 127.0.122.x, egress 127.0.123.x, control planes 127.0.125.x.
 const rewrite = (t: string): string => t.replaceAll('127.0.10.', '127.0.121.').replaceAll('127.0.20.', '127.0.122.');
@@ -82,6 +86,30 @@ describe('cluster shape: clgo run (control plane) + clgo dataplane as processes'
     expect(text).toMatch(/^clgo_authz_decisions_total\{direction="egress",result="allowed",tier="unknown"\} [1-9]/m);
     expect(text).toMatch(/^clgo_authz_decisions_total\{direction="egress",result="denied",tier="default"\} [1-9]/m);
     expect(text).toMatch(/^clgo_fabric_last_good 1$/m);
+  });
+
+  it('a client without the peer certificate gets nothing; clgo status shows the data plane in sync and the refusal', async () => {
+    const client = rawAdsClient(`${PEERS.east.cp}:18000`);
+    const stream = client.sotw();
+    stream.write({ node: { id: 'east/intruder' }, type_url: TYPE_URL.secret, resource_names: ['clusterlink/identity'] });
+    await expect(stream.next(undefined, 2000)).rejects.toThrow();
+    stream.close();
+    client.close();
+    // The server counts the refusal when the failed handshake is reported (asynchronously).
+    const refusedNow = async (): Promise<boolean> => {
+      const st = (await (await fetch(`http://${PEERS.east.cp}:9090/status.json`)).json()) as { peers: Array<{ refusedClients: Array<{ reason: string; count: number }> }> };
+      return st.peers[0]!.refusedClients.some((r) => r.reason === 'tls-handshake' && r.count > 0);
+    };
+    expect(await waitFor(refusedNow, 5000, 50)).toBe(true);
+    let out = '';
+    const stdout = new Writable({ write: (c: Buffer, _e, cb) => ((out += c.toString()), cb()) });
+    expect(await main(['node', 'clgo', 'status', '--admin', `http://${PEERS.east.cp}:9090`], { stdout, stderr: stdout }), out).toBe(0);
+    expect(out).toMatch(/peer east: ready/);
+    expect(out).toMatch(/xds node {4}east\/pod-a: 1 stream\(s\), in sync/);
+    // (The data plane may also have been turned away once before the first revision: no-revision.)
+    expect(out).toMatch(/refused {5}.*xds\/tls-handshake ×[1-9]/);
+    const text = await (await fetch(`http://${PEERS.east.cp}:9090/metrics`)).text();
+    expect(text).toMatch(/^clgo_dataplane_auth_refusals_total\{server="xds",reason="tls-handshake"\} [1-9]/m);
   });
 
   it('every process stops on SIGTERM with exit code 0', async () => {

@@ -1,5 +1,7 @@
 // `clgo status`: asks a running reconciler's local admin endpoint (/status.json) and prints its
-// revision, last good revision, errors, imports with their exporters' health, and counters.
+// revision, last good revision, errors, imports with their exporters' health, and counters; for a
+// control plane (`clgo run` without --local), its data planes' xDS state (NACKs with their reason)
+// and the clients its mutual TLS refused.
 import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { EXIT, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
@@ -8,7 +10,8 @@ import { EXIT, UsageError, type CliContext, type RegisterCommand } from '../cont
 const peerStatus = z.object({
   peer: z.string(),
   ready: z.boolean(),
-  applied: z.object({ revision: z.string(), version: z.number(), at: z.string() }).nullable(),
+  // version: the embedded data plane's config version (local mode); a control plane has none.
+  applied: z.object({ revision: z.string(), version: z.number().optional(), at: z.string() }).nullable(),
   lastApplyError: z.object({ revision: z.string(), message: z.string() }).nullable(),
   source: z.object({
     kind: z.string(),
@@ -19,7 +22,7 @@ const peerStatus = z.object({
     suspended: z.boolean(),
     lastError: z.object({ revision: z.string().nullable(), stage: z.string(), message: z.string(), file: z.string().optional(), line: z.number().optional() }).nullable(),
   }),
-  slice: z.object({ imports: z.array(z.object({ ref: z.string(), port: z.number(), lbScheme: z.string(), sources: z.array(z.object({ peer: z.string(), export: z.string(), resolved: z.boolean() })) })), exports: z.array(z.object({ ref: z.string(), target: z.string(), importers: z.array(z.string()) })) }).nullable(),
+  slice: z.object({ imports: z.array(z.object({ ref: z.string(), port: z.number(), lbScheme: z.string(), sources: z.array(z.object({ peer: z.string(), export: z.string(), resolved: z.boolean() })) })), exports: z.array(z.object({ ref: z.string(), target: z.string(), importers: z.array(z.string()) })) }).nullish(),
   dataplane: z
     .object({
       egress: z.record(z.string(), z.object({ connections: z.number(), active: z.number(), denied: z.number(), failed: z.number(), failovers: z.number(), bytesIn: z.number(), bytesOut: z.number() })),
@@ -27,7 +30,15 @@ const peerStatus = z.object({
       // requests: absent from runtimes older than preconnect (then connections were requests).
       ingress: z.object({ connections: z.number(), requests: z.number().optional(), active: z.number(), denied: z.number() }),
     })
-    .nullable(),
+    .nullish(),
+  // Control-plane mode only.
+  xds: z
+    .object({
+      nodes: z.array(z.object({ node: z.string(), streams: z.number(), types: z.record(z.string(), z.object({ sentVersion: z.string().nullable(), ackedVersion: z.string().nullable(), nack: z.object({ version: z.string(), message: z.string() }).nullable() })) })),
+    })
+    .optional(),
+  xdsAccepted: z.object({ status: z.enum(['True', 'False']), reason: z.string(), message: z.string() }).optional(),
+  refusedClients: z.array(z.object({ server: z.string(), reason: z.string(), count: z.number() })).optional(),
 });
 const statusDoc = z.object({ peers: z.array(peerStatus) });
 
@@ -38,7 +49,7 @@ export function formatStatus(doc: z.infer<typeof statusDoc>): string {
   for (const p of doc.peers) {
     lines.push(`peer ${p.peer}: ${p.ready ? 'ready' : 'NOT READY'}${p.source.suspended ? ' (source suspended)' : ''}`);
     lines.push(`  source      ${p.source.kind} ${p.source.url}`);
-    lines.push(`  applied     ${short(p.applied?.revision)}${p.applied ? ` (config v${p.applied.version}, ${p.applied.at})` : ''}`);
+    lines.push(`  applied     ${short(p.applied?.revision)}${p.applied ? ` (${p.applied.version !== undefined ? `config v${p.applied.version}, ` : ''}${p.applied.at})` : ''}`);
     lines.push(`  attempted   ${short(p.source.lastAttemptedRevision)}  last fetch ${p.source.lastFetchTime ?? '—'}`);
     const e = p.source.lastError;
     if (e) lines.push(`  last error  [${e.stage}] ${e.revision ? `${short(e.revision)} ` : ''}${e.file ? `${e.file}:${e.line ?? 1}: ` : ''}${e.message}`);
@@ -54,6 +65,17 @@ export function formatStatus(doc: z.infer<typeof statusDoc>): string {
       }
     }
     for (const ex of p.slice?.exports ?? []) lines.push(`  export ${ex.ref} → ${ex.target}  importers: ${ex.importers.join(', ') || '—'}`);
+    if (p.xds) {
+      for (const n of p.xds.nodes) {
+        const types = Object.values(n.types);
+        const synced = types.length > 0 && types.every((t) => t.sentVersion !== null && t.ackedVersion === t.sentVersion);
+        lines.push(`  xds node    ${n.node}: ${n.streams} stream(s), ${synced ? 'in sync' : types.some((t) => t.nack) ? 'REJECTED a version' : 'push outstanding'}`);
+      }
+      if (p.xds.nodes.length === 0) lines.push('  xds node    none connected');
+    }
+    if (p.xdsAccepted?.status === 'False') lines.push(`  xds NACK    ${p.xdsAccepted.message}`);
+    const refused = (p.refusedClients ?? []).filter((r) => r.count > 0);
+    if (refused.length > 0) lines.push(`  refused     ${refused.map((r) => `${r.server}/${r.reason} ×${r.count}`).join(', ')} (clients without this peer's certificate)`);
     if (p.dataplane) lines.push(`  gateway     requests ${p.dataplane.ingress.requests ?? p.dataplane.ingress.connections} (connections ${p.dataplane.ingress.connections}), active ${p.dataplane.ingress.active}, denied ${p.dataplane.ingress.denied}`);
   }
   return `${lines.join('\n')}\n`;
