@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { validateFiles } from '../cli/commands/validate.ts';
 import { cleanObject, planMigration, targetPortLeasedByClusterLink, withPeerAttestations, type ClusterSnapshot, type MigrationOptions } from './convert.ts';
-import { clusterLinkObject, peerLabelsFromArgs, type ClusterLinkObject } from './objects.ts';
+import { clusterLinkObject, peerLabelsFromArgs, peerSecret, type ClusterLinkObject } from './objects.ts';
 import { renderReport } from './report.ts';
 
 const FABRIC_YAML = readFileSync(new URL('../../fabric-example/fabric.yaml', import.meta.url), 'utf8');
@@ -243,5 +243,12 @@ describe('withPeerAttestations', () => {
     expect((parse(second.text) as { spec: { peers: unknown } }).spec.peers).toEqual({ west: { labels: { region: 'us-west', trust: 'high' } }, east: { labels: { region: 'us-east' } } });
     expect(second.items).toHaveLength(1);
     expect(second.items[0]!.message).toContain('fabric.yaml already attests labels for west (region=us-west, trust=high); the cluster has {region=us-west, trust=low}');
+  });
+});
+
+describe('the peer Secret at the edge', () => {
+  it('keeps cert.pem and drops everything else the Secret holds (the private key among it)', () => {
+    const parsed = peerSecret.parse({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cl-peer' }, data: { 'cert.pem': 'Y2VydA==', 'key.pem': 'a2V5', 'ca.pem': 'Y2E=' } });
+    expect(parsed).toEqual({ data: { 'cert.pem': 'Y2VydA==' } });
   });
 });

@@ -59,11 +59,11 @@ export const objectList = z.looseObject({
 export const peerGateways = z.array(z.looseObject({ host: z.string().min(1), port: z.number().int() }));
 
 /**
- * The peer certificate's Secret (`cl-peer`): only `cert.pem` is taken. The key in the same Secret
- * is never read into a variable, logged or written.
+ * The peer certificate's Secret (`cl-peer`): only `cert.pem` is kept (z.object drops the other
+ * keys, among them the peer's private key `key.pem`, which is never decoded, logged or written).
  */
-export const peerSecret = z.looseObject({
-  data: z.looseObject({ 'cert.pem': z.string().optional() }).nullish(),
+export const peerSecret = z.object({
+  data: z.object({ 'cert.pem': z.string().optional() }).nullish(),
 });
 
 /** The control plane's Deployment (`cl-controlplane`): its `--peer-label k=v` arguments are the peer's labels. */
