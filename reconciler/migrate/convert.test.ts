@@ -1,13 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, parseDocument } from 'yaml';
 import { validateFiles } from '../cli/commands/validate.ts';
-import { cleanObject, planMigration, targetPortLeasedByClusterLink, withPeerAttestations, type ClusterSnapshot, type MigrationOptions } from './convert.ts';
+import { cleanObject, planMigration, targetPortLeasedByClusterLink, withPeerAttestations, type ClusterSnapshot, type MigrationOptions, type MigrationPlan } from './convert.ts';
 import { clusterLinkObject, peerLabelsFromArgs, peerSecret, type ClusterLinkObject } from './objects.ts';
 import { renderReport } from './report.ts';
 
-const FABRIC_YAML = readFileSync(new URL('../../fabric-example/fabric.yaml', import.meta.url), 'utf8');
-const OPTS: MigrationOptions = { fabricName: 'example', repoDir: 'fabric', labelsIn: 'peer' };
+/** fabric-example's fabric.yaml (its CA) without its peers' attested labels: a fabric as `clgo create fabric` leaves it. */
+const FABRIC_YAML = (() => {
+  const doc = parseDocument(readFileSync(new URL('../../fabric-example/fabric.yaml', import.meta.url), 'utf8'));
+  doc.deleteIn(['spec', 'peers']);
+  return doc.toString();
+})();
+const OPTS: MigrationOptions = { fabricName: 'example', repoDir: 'fabric' };
 
 let uid = 0;
 /** An object the way the API server returns it: server metadata, managedFields, status. */
@@ -80,8 +85,9 @@ function twoClusters(): ClusterSnapshot[] {
   return [east, west];
 }
 
-const filesOf = (plan: { files: Map<string, string> }, fabricYaml = FABRIC_YAML): Map<string, Uint8Array> =>
-  new Map([['fabric.yaml', Buffer.from(fabricYaml)], ...[...plan.files].map(([p, t]) => [p, Buffer.from(t)] as [string, Uint8Array])]);
+/** The repository as `clgo migrate` leaves it: the plan's files, fabric.yaml with the plan's attestations. */
+const filesOf = (plan: MigrationPlan): Map<string, Uint8Array> =>
+  new Map([['fabric.yaml', Buffer.from(withPeerAttestations(FABRIC_YAML, plan.attestations).text)], ...[...plan.files].map(([p, t]) => [p, Buffer.from(t)] as [string, Uint8Array])]);
 
 describe('planMigration', () => {
   it('writes one directory per cluster with the objects unchanged but for server fields', () => {
@@ -136,6 +142,27 @@ describe('planMigration', () => {
     expect(text).toContain('2 error(s), 2 of them steps listed above');
   });
 
+  it('puts peer labels in fabric.yaml for the admin, where the policies see them, and none in peer.yaml', () => {
+    const plan = planMigration(twoClusters(), OPTS);
+    expect(Object.fromEntries(plan.attestations)).toEqual({ east: { region: 'us-east' }, west: { region: 'us-west', trust: 'high' } });
+    expect((parse(plan.files.get('peers/west/peer.yaml')!) as { metadata: unknown }).metadata).toEqual({ name: 'west' });
+    const validation = validateFiles(filesOf(plan));
+    expect(validation.warnings).toEqual([]);
+    // Load passes (only certificate errors): the model the reconcilers would use carries the attested labels.
+    expect(validation.errors.every((d) => d.code === 'peer-certificate-missing')).toBe(true);
+  });
+
+  it('keeps a dotted peer name (ClusterLink\'s sample peer cluster17.us-east) as the directory name', () => {
+    const [east, west] = twoClusters();
+    west!.peer = { name: 'cluster17.us-east', source: 'test' };
+    east!.peers[0]!.metadata.name = 'cluster17.us-east';
+    east!.objects.Import[0]!.spec!.sources = [{ peer: 'cluster17.us-east', exportName: 'http', exportNamespace: 'web' }];
+    const plan = planMigration([east!, west!], OPTS);
+    expect(plan.files.has('peers/cluster17.us-east/exports/web.http.yaml')).toBe(true);
+    const validation = validateFiles(filesOf(plan));
+    expect(validation.errors.map((d) => `${d.code} ${d.file}`).sort()).toEqual(['peer-certificate-missing peers/cluster17.us-east/peer.yaml', 'peer-certificate-missing peers/east/peer.yaml']);
+  });
+
   it('says which peer labels policies rely on', () => {
     const plan = planMigration(twoClusters(), OPTS);
     const west = plan.items.find((i) => i.topic === 'labels' && i.peer === 'west' && i.severity === 'todo')!;
@@ -176,7 +203,9 @@ describe('planMigration', () => {
       ['west', null],
     ]);
     expect(plan.files.has('peers/west/peer.yaml')).toBe(true);
-    expect((parse(plan.files.get('peers/west/peer.yaml')!) as { metadata: unknown }).metadata).toEqual({ name: 'west', labels: { region: 'us-west' } });
+    expect((parse(plan.files.get('peers/west/peer.yaml')!) as { metadata: unknown }).metadata).toEqual({ name: 'west' });
+    // What east heard west announce is what the admin gets to attest.
+    expect(plan.attestations.get('west')).toEqual({ region: 'us-west' });
     expect(plan.items.find((i) => i.topic === 'peer' && i.peer === 'west')!.message).toContain("its own Exports, Imports and policies were not read, so the exports imported from it (by east's Import web/http) are missing");
     // validate refuses east's import (west exports nothing yet): that is the step above, not a problem of its own.
     const validation = validateFiles(filesOf(plan));

@@ -37,11 +37,6 @@ export interface MigrationOptions {
   fabricName: string;
   /** The repository directory as the user typed it, for the commands the report suggests. */
   repoDir: string;
-  /**
-   * Where peer labels go: `fabric` — fabric.yaml spec.peers.<peer>.labels, attested by the fabric
-   * admin (the schema has that field); `peer` — the peer's own peer.yaml metadata.labels.
-   */
-  labelsIn: 'fabric' | 'peer';
   /** Peers the repository already has (peers/<peer>/): a peer known only from Peer objects is then left as it is. */
   existingPeers?: ReadonlySet<string>;
 }
@@ -78,7 +73,7 @@ export interface PeerSummary {
 export interface MigrationPlan {
   /** Repository-relative path → file text. */
   files: Map<string, string>;
-  /** Peer labels for fabric.yaml spec.peers (labelsIn `fabric`), by peer name; peers without labels absent. */
+  /** Peer labels for fabric.yaml spec.peers.<peer>.labels (the admin's attestation), by peer name; peers without labels absent. */
   attestations: Map<string, Record<string, string>>;
   peers: PeerSummary[];
   items: ReportItem[];
@@ -296,19 +291,20 @@ export function planMigration(snapshots: readonly ClusterSnapshot[], opts: Migra
       labels = reported[0]!.labels;
       labelSource = `the labels ${name} reported to context ${reported[0]!.context} (ClusterLink Peer status)`;
     }
+    // Labels go to fabric.yaml, where the admin attests them: in a peer's own peer.yaml they decide nothing.
     const hasLabels = Object.keys(labels).length > 0;
-    if (hasLabels) items.push(labelsItem(name, labels, labelSource, labelUse, opts.labelsIn));
-    if (hasLabels && opts.labelsIn === 'fabric') attestations.set(name, labels);
-    const labelsInPeerYaml = hasLabels && opts.labelsIn === 'peer';
+    if (hasLabels) {
+      items.push(labelsItem(name, labels, labelSource, labelUse));
+      attestations.set(name, labels);
+    }
 
-    const peerDoc: Record<string, unknown> = { apiVersion: API_VERSION, kind: 'Peer', metadata: { name, ...(labelsInPeerYaml ? { labels } : {}) }, spec: { gateways } };
+    const peerDoc: Record<string, unknown> = { apiVersion: API_VERSION, kind: 'Peer', metadata: { name }, spec: { gateways } };
     files.set(
       `${dir}/peer.yaml`,
       render(peerDoc, [
         `Peer ${name}, migrated from ClusterLink${s ? ` (context ${s.context})` : ` (${REMOTE_ONLY_MARK})`}.`,
         gateways.length > 0 ? `Gateways from ${gatewaySource}.` : 'Gateways UNKNOWN: set spec.gateways (see MIGRATION.md).',
-        ...(labelsInPeerYaml ? [`Labels from ${labelSource}; other peers trust them only once the fabric admin attests them (see MIGRATION.md).`] : []),
-        ...(hasLabels && !labelsInPeerYaml ? [`Its labels (from ${labelSource}) are in fabric.yaml spec.peers.${name}: the fabric admin attests them, not ${name}.`] : []),
+        ...(hasLabels ? [`Its labels (from ${labelSource}) are in fabric.yaml spec.peers.${name}: the fabric admin attests them, not ${name}.`] : []),
       ]),
     );
     items.push(certificateItem(name, opts));
@@ -411,7 +407,7 @@ function certificateItem(name: string, opts: MigrationOptions): ReportItem {
   };
 }
 
-function labelsItem(name: string, labels: Record<string, string>, source: string, used: Map<string, string[]>, labelsIn: 'fabric' | 'peer'): ReportItem {
+function labelsItem(name: string, labels: Record<string, string>, source: string, used: Map<string, string[]>): ReportItem {
   const keys = Object.keys(labels).sort();
   const relied = keys.filter((k) => used.has(k));
   const lines = keys.map((k) => (used.has(k) ? `${k}=${labels[k]} — matched by ${used.get(k)!.join('; ')}` : `${k}=${labels[k]} — no migrated policy refers to it`));
@@ -423,10 +419,7 @@ function labelsItem(name: string, labels: Record<string, string>, source: string
       `${name}'s peer labels (from ${source}) are claims about ${name} that other peers' policies decide on; in ClusterLink each peer announced its own, ` +
       `here the fabric admin attests them. ${relied.length > 0 ? `Policies rely on ${relied.map((k) => `peer.clusterlink.net/labels.${k}`).join(', ')}: without the attestation, allow policies on them stop matching and deny policies on them stop denying.` : 'No migrated policy refers to them.'}\n` +
       lines.map((l) => `    ${l}`).join('\n'),
-    action:
-      labelsIn === 'fabric'
-        ? [`fabric admin: review fabric.yaml spec.peers.${name}.labels (written by this migration); keep only what is true of ${name} — merging attests them`]
-        : [`fabric admin: review peers/${name}/peer.yaml metadata.labels; keep only what is true of ${name}`],
+    action: [`fabric admin: review fabric.yaml spec.peers.${name}.labels (written by this migration); keep only what is true of ${name} — merging attests them`],
     expects: [],
   };
 }

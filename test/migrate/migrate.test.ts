@@ -286,6 +286,11 @@ describe('clgo migrate against real kube-apiservers with ClusterLink CRDs', () =
       metadata: { name: 'allow-east-to-web', namespace: 'web' },
       spec: { action: 'allow', from: [{ workloadSelector: { matchLabels: { 'peer.clusterlink.net/name': 'east' } } }], to: [{ workloadSelector: { matchLabels: { 'export.clusterlink.net/name': 'http' } } }] },
     });
+    // Peer labels: in fabric.yaml for the admin to attest (east's from its control plane's --peer-label
+    // arguments, west's from the operator's Instance), none in the peers' own peer.yaml.
+    expect((parse(tree.get('fabric.yaml')!) as { spec: { peers: unknown } }).spec.peers).toEqual({ east: { labels: { region: 'us-east', trust: 'high' } }, west: { labels: { region: 'us-west' } } });
+    expect((parse(tree.get('peers/east/peer.yaml')!) as { metadata: unknown }).metadata).toEqual({ name: 'east' });
+    expect(res.out).toContain('peer labels of east, west added to fabric.yaml for the admin to attest');
     // Gateways: what the other cluster dials.
     expect((parse(tree.get('peers/east/peer.yaml')!) as { spec: unknown }).spec).toEqual({ gateways: [{ host: '192.0.2.10', port: 443 }] });
     expect((parse(tree.get('peers/west/peer.yaml')!) as { spec: unknown }).spec).toEqual({ gateways: [{ host: 'west.gateway.example.com', port: 443 }] });
@@ -303,6 +308,7 @@ describe('clgo migrate against real kube-apiservers with ClusterLink CRDs', () =
     expect(report).toMatch(/\[east\] certificate: .*\n.*clgo create peer east --fabric .*\n.*clgo sign east\.csr[\s\S]*?`clgo validate` reports this until it is done: peer-certificate-missing at peers\/east\/peer\.yaml/);
     expect(report).toMatch(/\[east\] labels: .*from the --peer-label arguments of Deployment clusterlink-system\/cl-controlplane[\s\S]*?trust=high — matched by east: PrivilegedAccessPolicy deny-low-trust-peers/);
     expect(report).toContain('[west] labels: west\'s peer labels (from Instance clusterlink-operator/cl-instance spec.peerLabels)');
+    expect(report).toContain('fabric admin: review fabric.yaml spec.peers.east.labels (written by this migration); keep only what is true of east — merging attests them');
     expect(report).toContain('spec.targetPort 20345 was leased by ClusterLink\'s control plane');
 
     // clgo validate agrees with the report: the two missing certificates, nothing else.

@@ -5,7 +5,7 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { dns1123Label as peerNameSchema, fabricSpec } from '../../../schema/kinds.ts';
+import { peerName as peerNameSchema } from '../../../schema/kinds.ts';
 import { FabricReadError, readFabricDir } from '../../../schema/read-dir.ts';
 import { planMigration, REMOTE_ONLY_MARK, withPeerAttestations, type ClusterSnapshot, type MigrationPlan } from '../../migrate/convert.ts';
 import { ClusterReadError, readCluster } from '../../migrate/read.ts';
@@ -35,9 +35,6 @@ function isRemoteOnlyStub(dir: string): boolean {
   if (entries.length !== 1 || entries[0] !== 'peer.yaml') return false;
   return readFileSync(join(dir, 'peer.yaml'), 'utf8').split('\n', 1)[0]!.includes(REMOTE_ONLY_MARK);
 }
-
-/** Whether fabric.yaml can carry attested peer labels (spec.peers); otherwise they stay in peer.yaml. */
-const fabricAttestsLabels = (): boolean => 'peers' in fabricSpec.shape;
 
 interface MigrateFlags {
   out: string;
@@ -100,11 +97,10 @@ export const register: RegisterCommand = (program, ctx) => {
         ctx.stderr.write(`read context ${context}: peer ${s.peer.name} (${s.peer.source}), ${s.peers.length} Peer object(s), ${Object.values(s.objects).reduce((n, l) => n + l.length, 0)} other object(s)\n`);
       }
 
-      const labelsIn = fabricAttestsLabels() ? 'fabric' : 'peer';
       const existingPeers = new Set(existsSync(join(flags.out, 'peers')) ? readdirSync(join(flags.out, 'peers')) : []);
       let plan: MigrationPlan;
       try {
-        plan = planMigration(snapshots, { fabricName, repoDir: flags.out, labelsIn, existingPeers });
+        plan = planMigration(snapshots, { fabricName, repoDir: flags.out, existingPeers });
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
