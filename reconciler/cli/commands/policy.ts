@@ -9,7 +9,10 @@ import { FabricReadError, readFabricDir } from '../../../schema/read-dir.ts';
 import { compilePolicies, decideAttributes, parseAttributeList, parseClientSpec } from '../../policy/index.ts';
 import { explainPath, explanationToText } from '../../policy/explain-path.ts';
 import { EXIT, UsageError, type CliContext, type RegisterCommand } from '../context.ts';
-import { formatDiagnostics, validateFiles } from './validate.ts';
+// validate.ts (certificate checks: the x509 stack) is imported where a whole fabric is checked or
+// diagnostics are printed, so that `clgo policy eval` on valid files does not load it.
+type Validate = typeof import('./validate.ts');
+const validate = (): Promise<Validate> => import('./validate.ts');
 
 type Format = 'text' | 'json';
 
@@ -58,7 +61,7 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
       const files = await readPolicyPaths(opts.policies);
       const loaded = loadPolicyFiles(files);
       if (!loaded.ok) {
-        ctx.stderr.write(formatDiagnostics({ ok: false, errors: loaded.errors, warnings: loaded.warnings, fabric: null }, 'text', ''));
+        ctx.stderr.write((await validate()).formatDiagnostics({ ok: false, errors: loaded.errors, warnings: loaded.warnings, fabric: null }, 'text', ''));
         ctx.setExitCode(EXIT.invalid);
         return;
       }
@@ -89,6 +92,7 @@ export const register: RegisterCommand = (program: Command, ctx: CliContext) => 
       } catch (err) {
         throw new UsageError(err instanceof FabricReadError ? err.message : `cannot read ${opts.fabric}: ${(err as Error).message}`);
       }
+      const { formatDiagnostics, validateFiles } = await validate();
       const report = validateFiles(files);
       if (!report.ok || !report.fabric) {
         ctx.stderr.write(formatDiagnostics(report, 'text', relative(process.cwd(), resolve(opts.fabric))));
