@@ -51,7 +51,7 @@ export const benchmarks: Benchmark[] = [
         const restartMs = performance.now() - t0;
         const restartWrites = (await env.api.requests(mark, { user: RECONCILER_USER, verbs: ['create', 'update', 'patch', 'delete'] })).filter((r) => r.resource !== 'leases').length;
 
-        const changed = imports.map((x, i) => (i === 1234 ? { ...x, port: 9999 } : x));
+        const changed = imports.map((x, i) => (i === 1234 ? imp(x.namespace, x.name, 9999) : x));
         mark = await env.api.mark();
         t0 = performance.now();
         await second.applySlice(slice(changed), 'rev2');

@@ -186,7 +186,7 @@ describe('kube target: EndpointSlices for import Services (real API server)', ()
 
     // A port change: the Service and its slice.
     mark = await env.api.mark();
-    const moved = relabelled.map((i) => (i.name === 'svc-4' ? { ...i, port: 9999 } : i));
+    const moved = relabelled.map((i) => (i.name === 'svc-4' ? imp(i.namespace, i.name, 9999) : i));
     const r3 = await second.applySlice(slice(moved), 'rev3');
     expect(r3.applied).toEqual([{ namespace: 'bank4', name: 'svc-4' }]);
     expect(r3.endpointSlices.applied).toEqual([{ namespace: 'bank4', name: 'svc-4-clgo-ipv4' }]);

@@ -157,7 +157,7 @@ describe('kube target: Services for imports (real API server)', () => {
     expect(writes.filter((w) => w.resource !== 'leases')).toEqual([]);
 
     mark = await env.api.mark();
-    const changed = imports.map((i) => (i.name === 'svc-7' ? { ...i, port: 7777 } : i));
+    const changed = imports.map((i) => (i.name === 'svc-7' ? imp(i.namespace, i.name, 7777) : i));
     const r2 = await second.applySlice(slice(changed), 'rev2');
     expect(r2.applied).toEqual([{ namespace: 'shop4', name: 'svc-7' }]);
     expect(await env.api.writes(mark, { resource: 'services' })).toEqual({ total: 1, patch: 1 });
