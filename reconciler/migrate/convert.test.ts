@@ -166,7 +166,7 @@ describe('planMigration', () => {
   it('says which peer labels policies rely on', () => {
     const plan = planMigration(twoClusters(), OPTS);
     const west = plan.items.find((i) => i.topic === 'labels' && i.peer === 'west' && i.severity === 'todo')!;
-    expect(west.message).toContain('trust=high — matched by east: PrivilegedAccessPolicy deny-untrusted-peers');
+    expect(west.message).toContain('trust=high — key used by east: PrivilegedAccessPolicy deny-untrusted-peers');
     expect(west.message).toContain('region=us-west — no migrated policy refers to it');
     expect(west.message).toContain('deny policies on them stop denying');
     // east last heard west announce fewer labels than west's control plane has now.

@@ -410,14 +410,14 @@ function certificateItem(name: string, opts: MigrationOptions): ReportItem {
 function labelsItem(name: string, labels: Record<string, string>, source: string, used: Map<string, string[]>): ReportItem {
   const keys = Object.keys(labels).sort();
   const relied = keys.filter((k) => used.has(k));
-  const lines = keys.map((k) => (used.has(k) ? `${k}=${labels[k]} — matched by ${used.get(k)!.join('; ')}` : `${k}=${labels[k]} — no migrated policy refers to it`));
+  const lines = keys.map((k) => (used.has(k) ? `${k}=${labels[k]} — key used by ${used.get(k)!.join('; ')}` : `${k}=${labels[k]} — no migrated policy refers to it`));
   return {
     severity: 'todo',
     topic: 'labels',
     peer: name,
     message:
-      `${name}'s peer labels (from ${source}) are claims about ${name} that other peers' policies decide on; in ClusterLink each peer announced its own, ` +
-      `here the fabric admin attests them. ${relied.length > 0 ? `Policies rely on ${relied.map((k) => `peer.clusterlink.net/labels.${k}`).join(', ')}: without the attestation, allow policies on them stop matching and deny policies on them stop denying.` : 'No migrated policy refers to them.'}\n` +
+      `${name}'s peer labels are claims about ${name} that other peers' policies decide on; in ClusterLink each peer announced its own, ` +
+      `here the fabric admin attests them. ${relied.length > 0 ? `Policies rely on ${relied.map((k) => `peer.clusterlink.net/labels.${k}`).join(', ')}: without the attestation, allow policies on them stop matching and deny policies on them stop denying.` : 'No migrated policy refers to them.'} Read from ${source}:\n` +
       lines.map((l) => `    ${l}`).join('\n'),
     action: [`fabric admin: review fabric.yaml spec.peers.${name}.labels (written by this migration); keep only what is true of ${name} — merging attests them`],
     expects: [],

@@ -306,8 +306,8 @@ describe('clgo migrate against real kube-apiservers with ClusterLink CRDs', () =
     expect(report).toContain('**east** — context `kind-east` (peer name from the peer certificate in Secret clusterlink-system/cl-peer): 1 import, 1 access policy, 1 privileged access policy');
     expect(report).toContain('**west** — context `kind-west` (peer name from --peer kind-west=west): 1 export, 1 access policy');
     expect(report).toMatch(/\[east\] certificate: .*\n.*clgo create peer east --fabric .*\n.*clgo sign east\.csr[\s\S]*?`clgo validate` reports this until it is done: peer-certificate-missing at peers\/east\/peer\.yaml/);
-    expect(report).toMatch(/\[east\] labels: .*from the --peer-label arguments of Deployment clusterlink-system\/cl-controlplane[\s\S]*?trust=high — matched by east: PrivilegedAccessPolicy deny-low-trust-peers/);
-    expect(report).toContain('[west] labels: west\'s peer labels (from Instance clusterlink-operator/cl-instance spec.peerLabels)');
+    expect(report).toMatch(/\[east\] labels: .*Read from the --peer-label arguments of Deployment clusterlink-system\/cl-controlplane:[\s\S]*?trust=high — key used by east: PrivilegedAccessPolicy deny-low-trust-peers/);
+    expect(report).toContain('Read from Instance clusterlink-operator/cl-instance spec.peerLabels:\n    region=us-west — no migrated policy refers to it');
     expect(report).toContain('fabric admin: review fabric.yaml spec.peers.east.labels (written by this migration); keep only what is true of east — merging attests them');
     expect(report).toContain('spec.targetPort 20345 was leased by ClusterLink\'s control plane');
 
