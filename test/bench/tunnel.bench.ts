@@ -128,6 +128,22 @@ function runIperf(path: Path, streams: number): Promise<IperfResult> {
   });
 }
 
+/**
+ * iperf3's server runs one test at a time and refuses the next while it still sees the last one's
+ * control connection, which a proxy pair on a loaded machine may close a moment late: retry that
+ * refusal (bounded), nothing else.
+ */
+async function runIperfWhenFree(path: Path, streams: number): Promise<IperfResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runIperf(path, streams);
+    } catch (err) {
+      if (attempt >= 10 || !/server is busy/.test((err as Error).message)) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 function meanIperf(rs: IperfResult[]): IperfResult {
   const mean = (xs: Array<number | null>): number | null => (xs.some((x) => x === null) ? null : xs.reduce<number>((a, x) => a + (x as number), 0) / xs.length);
   return { gbps: mean(rs.map((r) => r.gbps))!, egressCpu: mean(rs.map((r) => r.egressCpu)), gatewayCpu: mean(rs.map((r) => r.gatewayCpu)), helperCpu: mean(rs.map((r) => r.helperCpu)), rounds: rs.map((r) => r.gbps) };
@@ -361,7 +377,7 @@ async function run(): Promise<BenchResult[]> {
     const iperf: Record<number, Partial<Record<PathName, IperfResult>>> = { 1: {}, 4: {} };
     const rounds: Record<number, Partial<Record<PathName, IperfResult[]>>> = { 1: {}, 4: {} };
     for (const streams of [1, 4]) {
-      for (let r = 0; r < IPERF_ROUNDS; r++) for (const p of PATHS) (rounds[streams]![p] ??= []).push(await runIperf(paths[p], streams));
+      for (let r = 0; r < IPERF_ROUNDS; r++) for (const p of PATHS) (rounds[streams]![p] ??= []).push(await runIperfWhenFree(paths[p], streams));
       for (const p of PATHS) iperf[streams]![p] = meanIperf(rounds[streams]![p]!);
     }
     console.error(`  iperf3 done at ${elapsedS().toFixed(1)} s`);
