@@ -120,8 +120,15 @@ const westIngress = () => dataplanes.west.stats().ingress;
 const westExporter = () => dataplanes.east.stats().exporters[`west@${RELAY.host}:${RELAY.port}`]!;
 /** West's TLS connections that never sent a request (so far: spares alive or closed unused). */
 const neverAsked = (): number => westIngress().connections - westIngress().requests;
-/** East's spares alive now: connections through the relay that carry no tunnel. */
+/** East's connections through the relay that carry no tunnel: spares, whether verified yet or still in their handshake. */
 const spares = (): number => relay.open() - eastWeb().active;
+/**
+ * Two spares ready for the next tunnel: two tunnel-less connections through the relay, both
+ * verified — west counts two more TLS connections that asked nothing than `neverAskedBefore` (the
+ * client's end of a handshake completes before the server's). The relay's count alone includes
+ * spares still in their handshake, which a tunnel waits for rather than dialling afresh.
+ */
+const sparesReady = (neverAskedBefore: number): Promise<boolean> => waitFor(() => spares() === 2 && neverAsked() === neverAskedBefore + 2, BOUND_MS);
 const westWarnings = (from: number): LogLine[] => logs.west.slice(from).filter((l) => l.level >= 40);
 /** One echoed tunnel, done once east has seen it close (spares are dialled then). */
 async function tunnel(): Promise<string> {
@@ -136,7 +143,7 @@ describe('preconnect (spare TLS connections to an exporter\'s gateway)', () => {
     expect(await tunnel()).toBe('ok');
     expect(eastWeb().preconnected).toBe(0);
     // Two spares, verified and idle at west: connections that sent no request.
-    expect(await waitFor(() => spares() === 2 && neverAsked() === 2, BOUND_MS)).toBe(true);
+    expect(await sparesReady(0)).toBe(true);
     const requests = westIngress().requests;
     expect(await tunnel()).toBe('ok');
     expect(eastWeb().preconnected).toBe(1);
@@ -165,8 +172,9 @@ describe('preconnect (spare TLS connections to an exporter\'s gateway)', () => {
   it('after a spare died unnoticed (its connection state lost on the path), the tunnel dials afresh and the exporter records no failure', async () => {
     // Warm again once the cold period is over.
     await new Promise((r) => setTimeout(r, COLD_MS + 2 * MAX_IDLE_MS));
+    const neverAskedBefore = neverAsked();
     expect(await tunnel()).toBe('ok');
-    expect(await waitFor(() => spares() === 2, BOUND_MS)).toBe(true);
+    expect(await sparesReady(neverAskedBefore)).toBe(true);
     const before = { preconnected: eastWeb().preconnected, failures: westExporter().failures, failovers: eastWeb().failovers, failed: eastWeb().failed };
     relay.forgetAll();
     expect(await tunnel()).toBe('ok');
@@ -180,8 +188,9 @@ describe('preconnect (spare TLS connections to an exporter\'s gateway)', () => {
   it('drops every spare on a config change: they were verified against the previous pins', async () => {
     // The other spares of the previous case expired unused (one had died unnoticed): wait out the cold period.
     await new Promise((r) => setTimeout(r, COLD_MS + 2 * MAX_IDLE_MS));
+    const neverAskedBefore = neverAsked();
     expect(await tunnel()).toBe('ok');
-    expect(await waitFor(() => spares() === 2, BOUND_MS)).toBe(true);
+    expect(await sparesReady(neverAskedBefore)).toBe(true);
     const from = logs.west.length;
     const preconnected = eastWeb().preconnected;
     await dataplanes.east.update({ ...eastConfig, version: '2' });
