@@ -22,6 +22,7 @@ import {
 import { logLimiter } from './log-limiter.ts';
 import { clientAttributesFromHead, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
 import { idleFor, relay, type RelayHandle } from './relay.ts';
+import { createEndpointHealth, endpointKey, type EndpointCounters } from './endpoint-health.ts';
 
 export interface DataplaneLimits {
   /** TLS handshake at the gateway. */
@@ -101,7 +102,7 @@ export interface DataplaneStats {
   version: string;
   egress: Record<string, ImportStats>;
   /** Per exporter endpoint `peer@host:port`: attempts, failures, times ejected, whether ejected now, TLS handshakes completed and how many resumed a session. */
-  exporters: Record<string, { connections: number; failures: number; ejections: number; ejected: boolean; handshakes: number; resumed: number }>;
+  exporters: Record<string, EndpointCounters>;
   ingress: {
     /** TLS connections that passed the pin check (a peer's preconnected spares included). */
     connections: number;
@@ -213,10 +214,6 @@ class GatewayAnswer extends Error {
   }
 }
 
-function endpointKey(peer: string, ep: Endpoint): string {
-  return `${peer}@${ep.host}:${ep.port}`;
-}
-
 function fingerprintOf(der: Buffer): string {
   return createHash('sha256').update(der).digest('hex');
 }
@@ -231,7 +228,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   const sessions = new Map<string, { session: Buffer; at: number }>();
   const tunnels = new Set<Tunnel>();
   const egressServers = new Map<string, { server: net.Server; cfg: EgressListenerConfig }>();
-  const endpointHealth = new Map<string, { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number; handshakes: number; resumed: number }>();
+  const endpointHealth = createEndpointHealth({ ejectAfterFailures: limits.ejectAfterFailures, ejectForMs: limits.ejectForMs });
   const stats: DataplaneStats = {
     version: config.version,
     egress: {},
@@ -285,12 +282,6 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     let s = stats.egress[ref];
     if (!s) stats.egress[ref] = s = newImportStats();
     return s;
-  }
-
-  function health(key: string): { consecutive: number; ejectedUntil: number; connections: number; failures: number; ejections: number; handshakes: number; resumed: number } {
-    let h = endpointHealth.get(key);
-    if (!h) endpointHealth.set(key, (h = { consecutive: 0, ejectedUntil: 0, connections: 0, failures: 0, ejections: 0, handshakes: 0, resumed: 0 }));
-    return h;
   }
 
   // The two listeners that outlive an attempt (they stay on an open tunnel's socket) are built out
@@ -354,9 +345,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         // connection's (TLS 1.3 tickets come after the handshake, so listening now is in time).
         const resumed = socket.isSessionReused();
         if (!refresh && !resumed) socket.once('session', sessionStore(sessionKey));
-        const h = health(sessionKey);
-        h.handshakes++;
-        if (resumed) h.resumed++;
+        endpointHealth.handshake(sessionKey, resumed);
         socket.setNoDelay(true);
         resolve(socket);
       });
@@ -503,8 +492,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   function refillSpares(up: UpstreamPeer, ep: Endpoint): void {
     if (limits.preconnectSpares <= 0 || closing) return;
     const current = config.upstreams.find((u) => u.peer === up.peer);
-    if (!current?.endpoints.some((e) => e.host === ep.host && e.port === ep.port) || health(endpointKey(up.peer, ep)).ejectedUntil > Date.now()) return;
     const key = endpointKey(up.peer, ep);
+    if (!current?.endpoints.some((e) => e.host === ep.host && e.port === ep.port) || endpointHealth.isEjected(key)) return;
     const pool = sparePool(key);
     if (pool.coldUntil > performance.now()) return;
     const generation = spareGeneration;
@@ -564,16 +553,14 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       if (downstream.destroyed) return;
       const up = config.upstreams.find((u) => u.peer === cand.peer);
       if (!up) continue;
-      const now = Date.now();
-      const endpoints = up.endpoints.filter((ep) => health(endpointKey(up.peer, ep)).ejectedUntil <= now);
+      const endpoints = up.endpoints.filter((ep) => !endpointHealth.isEjected(endpointKey(up.peer, ep)));
       for (const ep of endpoints) {
         const key = endpointKey(up.peer, ep);
-        const h = health(key);
-        h.connections++;
+        endpointHealth.attempt(key);
         if (attempt++ > 0) s.failovers++;
         try {
           const upstream = await openTunnel(up, ep, cand, verdict.client, cfg.importRef, s);
-          h.consecutive = 0;
+          endpointHealth.succeeded(key);
           if (downstream.destroyed) {
             upstream.destroy();
             return;
@@ -597,12 +584,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
           const status = err instanceof GatewayAnswer ? err.status : undefined;
           // A policy refusal (403) says nothing about the exporter's health; anything else counts.
           if (status !== 403 && status !== 404) {
-            h.failures++;
-            if (++h.consecutive >= limits.ejectAfterFailures) {
-              h.ejectedUntil = Date.now() + limits.ejectForMs;
-              h.ejections++;
-              log.warn({ exporter: key }, `exporter endpoint ejected for ${limits.ejectForMs} ms after ${h.consecutive} consecutive failures`);
-            }
+            const run = endpointHealth.failed(key);
+            if (run !== null) log.warn({ exporter: key }, `exporter endpoint ejected for ${limits.ejectForMs} ms after ${run} consecutive failures`);
           }
           log.info({ direction: 'egress', import: cfg.importRef, exporter: key }, `tunnel attempt failed: ${(err as Error).message}`);
         }
@@ -1016,7 +999,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     },
     revalidate,
     stats() {
-      for (const [key, h] of endpointHealth) stats.exporters[key] = { connections: h.connections, failures: h.failures, ejections: h.ejections, ejected: h.ejectedUntil > Date.now(), handshakes: h.handshakes, resumed: h.resumed };
+      stats.exporters = endpointHealth.snapshot();
       // Byte counters include what open tunnels carried so far (a tunnel open for hours is not
       // invisible until it closes); the totals of closed tunnels are kept apart and not modified.
       const egress: Record<string, ImportStats> = {};
