@@ -2,20 +2,11 @@
 import { closest, distance } from 'fastest-levenshtein';
 import { isMap, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { SERVER_METADATA_FIELDS } from './kinds.ts';
+import { KNOWN_FIELDS } from './kinds.ts';
 import type { Diagnostic, SourceRef } from './model.ts';
 
 /** A file's text; line starts are computed only when a position is asked for. */
 export type FileText = { path: string; text: string; lineStarts?: number[] };
-
-/** Every field name any kind knows: the vocabulary for "did you mean" hints. */
-const KNOWN_FIELDS = [
-  'apiVersion', 'kind', 'metadata', 'spec', 'name', 'namespace', 'labels', 'annotations',
-  'caCertificates', 'revoked', 'serials', 'fingerprints', 'repo', 'requireSignedCommits', 'allowedSigningKeys',
-  'type', 'publicKey', 'gateways', 'host', 'port', 'targetPort', 'sources', 'exportName', 'exportNamespace',
-  'peer', 'lbScheme', 'action', 'from', 'to', 'workloadSets', 'workloadSelector', 'matchLabels',
-  'matchExpressions', 'key', 'operator', 'values', 'peers', 'status', ...SERVER_METADATA_FIELDS,
-];
 
 export class Diagnostics {
   readonly errors: Diagnostic[] = [];

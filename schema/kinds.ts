@@ -211,3 +211,55 @@ export type LabelSelectorRequirement = z.infer<typeof labelSelectorRequirement>;
 export type WorkloadSetOrSelector = z.infer<typeof workloadSetOrSelector>;
 export type LbScheme = z.infer<typeof lbScheme>;
 export type SigningKey = z.infer<typeof signingKey>;
+
+/**
+ * Every object field name reachable in `schemas`, in first-seen order: the vocabulary for "did you
+ * mean" hints, read from the schemas so that a field added to a schema is suggested without a list
+ * to keep in step. Record keys (label keys, peer names) are data, not field names, and are skipped.
+ */
+export function fieldNames(schemas: readonly z.ZodType[]): string[] {
+  const names = new Set<string>();
+  const seen = new Set<unknown>();
+  const visit = (schema: z.core.$ZodType): void => {
+    if (seen.has(schema)) return;
+    seen.add(schema);
+    const def = schema._zod.def as z.core.$ZodTypeDef & Record<string, unknown>;
+    const inner = (key: string): void => {
+      const s = def[key];
+      if (s && typeof s === 'object' && '_zod' in s) visit(s as z.core.$ZodType);
+    };
+    switch (def.type) {
+      case 'object':
+        for (const [name, field] of Object.entries(def.shape as Record<string, z.core.$ZodType>)) {
+          names.add(name);
+          visit(field);
+        }
+        break;
+      case 'union':
+        for (const option of def.options as z.core.$ZodType[]) visit(option);
+        break;
+      case 'array':
+        inner('element');
+        break;
+      case 'record':
+        inner('valueType');
+        break;
+      case 'intersection':
+        inner('left');
+        inner('right');
+        break;
+      case 'pipe':
+        inner('in');
+        inner('out');
+        break;
+      default:
+        // optional, nullable, default, readonly, catch...: wrappers of one schema.
+        inner('innerType');
+    }
+  };
+  for (const s of schemas) visit(s);
+  return [...names];
+}
+
+/** The field names of every kind (see fieldNames). */
+export const KNOWN_FIELDS: readonly string[] = fieldNames(Object.values(kindSchemas));
