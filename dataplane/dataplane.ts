@@ -21,8 +21,12 @@ import {
 } from './contracts.ts';
 import { logLimiter } from './log-limiter.ts';
 import { clientAttributesFromHead, encodeLabels, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
-import { idleFor, relay, type RelayHandle } from './relay.ts';
-import { createEndpointHealth, endpointKey, type EndpointCounters } from './endpoint-health.ts';
+import { relay, type RelayHandle } from './relay.ts';
+import { createEndpointHealth, endpointKey } from './endpoint-health.ts';
+import { newImportStats, newIngressStats, withOpenBytes, type DataplaneStats, type ImportStats, type IngressStats } from './stats.ts';
+import { createTunnelRegistry, type Tunnel } from './tunnel-registry.ts';
+
+export type { DataplaneStats, ImportStats } from './stats.ts';
 
 export interface DataplaneLimits {
   /** TLS handshake at the gateway. */
@@ -85,46 +89,6 @@ export interface DataplaneOptions {
   onTunnelSetup?: (importRef: string, seconds: number) => void;
 }
 
-export interface ImportStats {
-  connections: number;
-  active: number;
-  denied: number;
-  failed: number;
-  failovers: number;
-  /** Tunnels that started on a preconnected spare TLS connection (its handshake begun before the tunnel was asked for). */
-  preconnected: number;
-  /** Bytes from local clients to exporters, and back: closed tunnels plus what open ones carried so far. */
-  bytesOut: number;
-  bytesIn: number;
-}
-
-export interface DataplaneStats {
-  version: string;
-  egress: Record<string, ImportStats>;
-  /** Per exporter endpoint `peer@host:port`: attempts, failures, times ejected, whether ejected now, TLS handshakes completed and how many resumed a session. */
-  exporters: Record<string, EndpointCounters>;
-  ingress: {
-    /** TLS connections that passed the pin check (a peer's preconnected spares included). */
-    connections: number;
-    /** Complete request heads received: one per tunnel attempt (a spare closed unused sends none). */
-    requests: number;
-    active: number;
-    denied: number;
-    badRequests: number;
-    upstreamFailures: number;
-    bytesIn: number;
-    bytesOut: number;
-  };
-  handshakeFailures: Record<string, number>;
-  /** Re-checks of every open tunnel (revalidate() calls and their retries). */
-  revalidations: number;
-  /** Open tunnels kept because no authorization decision could be had during a re-check (retried until one is). */
-  revalidationsDeferred: number;
-  revalidationsClosed: number;
-  /** Tunnels closed by the idle time-out (limits.idleTimeoutMs). */
-  idleClosed: number;
-}
-
 export interface Dataplane {
   update(config: DataplaneConfig): Promise<void>;
   /**
@@ -138,28 +102,11 @@ export interface Dataplane {
   close(): Promise<void>;
 }
 
-interface Tunnel {
-  side: 'egress' | 'ingress';
-  /** Set once bytes flow (the relay started); the idle sweep reads it. */
-  relay: RelayHandle | null;
-  /** Re-check this tunnel's right: false when it must close, 'unknown' when no decision could be had. */
-  stillAllowed(): Promise<boolean | 'unknown'>;
-  /** Who and what, for log lines. */
-  describe(): Record<string, string>;
-  /** Adds the bytes this open tunnel carried so far to a copy of the stats (closed tunnels are in the totals). */
-  addOpenBytes(egress: Record<string, ImportStats>, ingress: DataplaneStats['ingress']): void;
-  destroy(): void;
-}
-
 /** Writable high-water mark of relayed sockets: holds a corked batch of four 16 KiB TLS chunks (see relay.ts). */
 const RELAY_HIGH_WATER_MARK = 64 * 1024;
 
 /** A stored TLS session is reused this long before a connection stores a fresh ticket (servers keep them valid 300 s by default). */
 const SESSION_REFRESH_MS = 60_000;
-
-/** Re-check of open tunnels that got no decision: first retry after this, doubling up to the max. */
-const REVALIDATE_RETRY_MIN_MS = 1000;
-const REVALIDATE_RETRY_MAX_MS = 30_000;
 
 /** How long a refused connection may stay half-closed, waiting for the client's end. */
 const REFUSAL_LINGER_MS = 2000;
@@ -200,10 +147,6 @@ const CERT_ERRORS: Record<string, string> = {
   CERT_REJECTED: 'certificate is rejected',
 };
 
-function newImportStats(): ImportStats {
-  return { connections: 0, active: 0, denied: 0, failed: 0, failovers: 0, preconnected: 0, bytesOut: 0, bytesIn: 0 };
-}
-
 /** The gateway answered the CONNECT with something other than 200. */
 class GatewayAnswer extends Error {
   constructor(
@@ -226,20 +169,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   let pins = new Set(config.tls.allowedPeerFingerprints);
   let clientContext = makeClientContext(config);
   const sessions = new Map<string, { session: Buffer; at: number }>();
-  const tunnels = new Set<Tunnel>();
+  const tunnels = createTunnelRegistry({ log, idleTimeoutMs: limits.idleTimeoutMs });
   const egressServers = new Map<string, { server: net.Server; cfg: EgressListenerConfig }>();
   const endpointHealth = createEndpointHealth({ ejectAfterFailures: limits.ejectAfterFailures, ejectForMs: limits.ejectForMs });
-  const stats: DataplaneStats = {
-    version: config.version,
-    egress: {},
-    exporters: {},
-    ingress: { connections: 0, requests: 0, active: 0, denied: 0, badRequests: 0, upstreamFailures: 0, bytesIn: 0, bytesOut: 0 },
-    handshakeFailures: {},
-    revalidations: 0,
-    revalidationsDeferred: 0,
-    revalidationsClosed: 0,
-    idleClosed: 0,
-  };
+  /** Counters kept here; the exporters' and the open tunnels' are joined in at stats(). */
+  const stats: Pick<DataplaneStats, 'version' | 'egress' | 'ingress' | 'handshakeFailures'> = { version: config.version, egress: {}, ingress: newIngressStats(), handshakeFailures: {} };
   let ingressServer: tls.Server | null = null;
   let ingressKey = '';
   /** The TLS material the gateway's context was built from (see tlsMaterialKey). */
@@ -783,7 +717,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       private readonly exportNamespace: string,
       private readonly client: ClientAttributes,
     ) {}
-    addOpenBytes(_egress: Record<string, ImportStats>, ingress: DataplaneStats['ingress']): void {
+    addOpenBytes(_egress: Record<string, ImportStats>, ingress: IngressStats): void {
       ingress.bytesIn += this.upstream.bytesWritten;
       ingress.bytesOut += this.socket.bytesWritten;
     }
@@ -921,74 +855,12 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     await syncEgress(cfg);
   }
 
-  // ---------------------------------------------------------------- revalidation
-
-  /** Retry of a re-check that could not reach a decision for some tunnels (authorization service away). */
-  let revalidateRetry: NodeJS.Timeout | null = null;
-  let revalidateBackoffMs = REVALIDATE_RETRY_MIN_MS;
-
-  /** Re-asks the authorizer about every open tunnel; closes those no longer allowed. */
-  async function revalidate(): Promise<number> {
-    if (revalidateRetry) clearTimeout(revalidateRetry);
-    revalidateRetry = null;
-    stats.revalidations++;
-    let closed = 0;
-    let unknown = 0;
-    await Promise.all(
-      [...tunnels].map(async (t) => {
-        let verdict: boolean | 'unknown' = false;
-        try {
-          verdict = await t.stillAllowed();
-        } catch {
-          verdict = false;
-        }
-        if (verdict === 'unknown') {
-          unknown++;
-        } else if (!verdict && tunnels.has(t)) {
-          closed++;
-          t.destroy();
-          tunnels.delete(t);
-        }
-      }),
-    );
-    stats.revalidationsClosed += closed;
-    stats.revalidationsDeferred += unknown;
-    if (closed > 0) log.info({ closed }, 'closed tunnels whose right was revoked');
-    if (unknown > 0 && !closing) {
-      // An outage of the authorization service is no reason to cut working tunnels, nor to keep a
-      // revoked one for good: keep them and ask again until a decision is had.
-      log.warn({ kept: unknown, retryInMs: revalidateBackoffMs }, `authorization service unavailable: ${unknown} open tunnel(s) kept unchecked, re-checking in ${revalidateBackoffMs} ms`);
-      revalidateRetry = setTimeout(() => void revalidate(), revalidateBackoffMs).unref();
-      revalidateBackoffMs = Math.min(REVALIDATE_RETRY_MAX_MS, revalidateBackoffMs * 2);
-    } else {
-      revalidateBackoffMs = REVALIDATE_RETRY_MIN_MS;
-    }
-    return closed;
-  }
-
-  // ---------------------------------------------------------------- idle time-out
-
-  /** One sweep for all tunnels: closes those idle for idleTimeoutMs (see relay.ts idleFor). */
-  function sweepIdle(): void {
-    const now = performance.now();
-    for (const t of tunnels) {
-      if (!t.relay) continue;
-      const idleMs = idleFor(t.relay, now);
-      if (idleMs < limits.idleTimeoutMs) continue;
-      tunnels.delete(t);
-      t.destroy();
-      stats.idleClosed++;
-      log.debug({ direction: t.side, ...t.describe(), idleMs: Math.round(idleMs) }, `closed idle tunnel: no byte in either direction for ${Math.round(idleMs)} ms (idleTimeoutMs ${limits.idleTimeoutMs})`);
-    }
-  }
-  const idleSweep = limits.idleTimeoutMs > 0 ? setInterval(sweepIdle, Math.min(15_000, Math.max(10, Math.floor(limits.idleTimeoutMs / 10)))).unref() : null;
-
   clientContext = makeClientContext(config);
   try {
     await syncIngress(config);
     await syncEgress(config);
   } catch (err) {
-    if (idleSweep) clearInterval(idleSweep);
+    tunnels.close();
     throw err;
   }
 
@@ -997,16 +869,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       if (closing) return;
       await apply(cfg);
     },
-    revalidate,
+    revalidate: () => tunnels.revalidate(),
     stats() {
-      stats.exporters = endpointHealth.snapshot();
-      // Byte counters include what open tunnels carried so far (a tunnel open for hours is not
-      // invisible until it closes); the totals of closed tunnels are kept apart and not modified.
-      const egress: Record<string, ImportStats> = {};
-      for (const [ref, s] of Object.entries(stats.egress)) egress[ref] = { ...s };
-      const ingress = { ...stats.ingress };
-      for (const t of tunnels) if (t.relay && !t.relay.closed) t.addOpenBytes(egress, ingress);
-      return { ...stats, egress, ingress };
+      return { ...stats, ...withOpenBytes(stats.egress, stats.ingress, tunnels.flowing()), exporters: endpointHealth.snapshot(), ...tunnels.stats };
     },
     addresses() {
       const ing = ingressServer?.address();
@@ -1019,11 +884,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     },
     async close() {
       closing = true;
-      if (idleSweep) clearInterval(idleSweep);
-      if (revalidateRetry) clearTimeout(revalidateRetry);
       dropAllSpares();
-      for (const t of tunnels) t.destroy();
-      tunnels.clear();
+      tunnels.close();
       const servers: net.Server[] = [...[...egressServers.values()].map((e) => e.server), ...(ingressServer ? [ingressServer] : [])];
       egressServers.clear();
       ingressServer = null;
