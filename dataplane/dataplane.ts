@@ -25,6 +25,7 @@ import { relay, type RelayHandle } from './relay.ts';
 import { createEndpointHealth, endpointKey } from './endpoint-health.ts';
 import { newImportStats, newIngressStats, withOpenBytes, type DataplaneStats, type ImportStats, type IngressStats } from './stats.ts';
 import { createTunnelRegistry, type Tunnel } from './tunnel-registry.ts';
+import { createSparePools } from './spare-pool.ts';
 
 export type { DataplaneStats, ImportStats } from './stats.ts';
 
@@ -318,7 +319,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
 
   /** One attempt: a spare connection if one is ready, else TLS to the peer's gateway; then CONNECT. */
   async function openTunnel(up: UpstreamPeer, ep: Endpoint, cand: EgressCandidate, client: ClientAttributes, importRef: string, s: ImportStats): Promise<tls.TLSSocket> {
-    const spare = await takeSpare(up.peer, ep);
+    const spare = await spares.take(endpointKey(up.peer, ep));
     if (spare) {
       try {
         const socket = await requestTunnel(spare, up, cand, client, importRef, limits.upstreamTimeoutMs);
@@ -338,89 +339,8 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
 
   // ---------------------------------------------------------------- preconnect
 
-  interface Spare {
-    socket: tls.TLSSocket;
-    timer: NodeJS.Timeout;
-  }
-  interface SparePool {
-    /** Youngest last. */
-    ready: Spare[];
-    dialling: number;
-    /**
-     * Tunnels waiting for a spare still in its handshake (rather than starting a handshake of their
-     * own, which would finish later): given the socket, null to dial themselves, or the dial's error.
-     */
-    waiting: Array<{ resolve(socket: tls.TLSSocket | null): void; reject(err: Error): void }>;
-    /** No refill before this (performance.now()): a spare expired unused, demand is too sparse to keep one warm. */
-    coldUntil: number;
-  }
   /** Spare verified connections per exporter endpoint (see limits.preconnectSpares). */
-  const spares = new Map<string, SparePool>();
-  /** Bumped when trust or identity changes: spares dialled under an older generation are dropped. */
-  let spareGeneration = 0;
-
-  function sparePool(key: string): SparePool {
-    let pool = spares.get(key);
-    if (!pool) spares.set(key, (pool = { ready: [], dialling: 0, waiting: [], coldUntil: 0 }));
-    return pool;
-  }
-
-  /**
-   * A spare unused for preconnectMaxIdleMs: closed, and the endpoint's refills pause for twice
-   * that, so that connections arriving just slower than spares live do not pay for unused spares
-   * after every one of them (at most one round of spares per three such connections).
-   */
-  function expireSpare(key: string, spare: Spare): void {
-    const pool = spares.get(key);
-    if (pool) pool.coldUntil = performance.now() + 2 * limits.preconnectMaxIdleMs;
-    dropSpare(key, spare);
-  }
-
-  /** A spare must stay silent: any byte, end or error from the gateway means it is no longer usable. */
-  function onSpareUnusable(this: tls.TLSSocket): void {
-    this.destroy();
-  }
-
-  function dropSpare(key: string, spare: Spare): void {
-    clearTimeout(spare.timer);
-    const pool = spares.get(key);
-    if (pool) {
-      const i = pool.ready.indexOf(spare);
-      if (i >= 0) pool.ready.splice(i, 1);
-    }
-    spare.socket.destroy();
-  }
-
-  /**
-   * A ready spare, or the next one to finish its handshake; null when there is none to wait for.
-   * Rejects when the awaited handshake failed: a failure of the endpoint, as if dialled here.
-   */
-  function takeSpare(peer: string, ep: Endpoint): Promise<tls.TLSSocket | null> | tls.TLSSocket | null {
-    const pool = spares.get(endpointKey(peer, ep));
-    if (!pool) return null;
-    let spare: Spare | undefined;
-    while ((spare = pool.ready.pop())) {
-      clearTimeout(spare.timer);
-      const socket = spare.socket;
-      socket.off('data', onSpareUnusable);
-      socket.off('end', onSpareUnusable);
-      socket.off('error', onSpareUnusable);
-      socket.off('close', spareClosed);
-      // Paused until requestTunnel's readHead listens (it resumes): no reply byte can be lost.
-      socket.pause();
-      if (!socket.destroyed && socket.readyState === 'open') return socket;
-      socket.destroy();
-    }
-    if (pool.dialling > pool.waiting.length) return new Promise((resolve, reject) => pool.waiting.push({ resolve, reject }));
-    return null;
-  }
-
-  function spareClosed(this: tls.TLSSocket): void {
-    for (const [key, pool] of spares) {
-      const spare = pool.ready.find((sp) => sp.socket === this);
-      if (spare) return dropSpare(key, spare);
-    }
-  }
+  const spares = createSparePools<tls.TLSSocket>({ spares: limits.preconnectSpares, maxIdleMs: limits.preconnectMaxIdleMs, log });
 
   /** Tops the endpoint's spares up to limits.preconnectSpares; called when a tunnel to it closes. */
   function refillSpares(up: UpstreamPeer, ep: Endpoint): void {
@@ -428,40 +348,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     const current = config.upstreams.find((u) => u.peer === up.peer);
     const key = endpointKey(up.peer, ep);
     if (!current?.endpoints.some((e) => e.host === ep.host && e.port === ep.port) || endpointHealth.isEjected(key)) return;
-    const pool = sparePool(key);
-    if (pool.coldUntil > performance.now()) return;
-    const generation = spareGeneration;
-    while (pool.ready.length + pool.dialling < limits.preconnectSpares) {
-      pool.dialling++;
-      dialGateway(up, ep, limits.upstreamTimeoutMs).then(
-        (socket) => {
-          pool.dialling--;
-          if (generation !== spareGeneration || closing || spares.get(key) !== pool) return void socket.destroy();
-          const waiter = pool.waiting.shift();
-          if (waiter) return waiter.resolve(socket);
-          const spare: Spare = { socket, timer: setTimeout(() => expireSpare(key, spare), limits.preconnectMaxIdleMs).unref() };
-          socket.on('data', onSpareUnusable);
-          socket.on('end', onSpareUnusable);
-          socket.on('error', onSpareUnusable);
-          socket.on('close', spareClosed);
-          pool.ready.push(spare);
-        },
-        (err: Error) => {
-          pool.dialling--;
-          log.debug({ exporter: key, err: err.message }, 'preconnect failed');
-          pool.waiting.shift()?.reject(err);
-        },
-      );
-    }
-  }
-
-  function dropAllSpares(): void {
-    spareGeneration++;
-    for (const [key, pool] of spares) {
-      for (const spare of [...pool.ready]) dropSpare(key, spare);
-      for (const waiter of pool.waiting.splice(0)) waiter.resolve(null);
-    }
-    spares.clear();
+    spares.refill(key, () => dialGateway(up, ep, limits.upstreamTimeoutMs));
   }
 
   async function onEgressConnection(cfg: EgressListenerConfig, downstream: net.Socket): Promise<void> {
@@ -843,7 +730,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   async function apply(cfg: DataplaneConfig): Promise<void> {
     // Spares were verified against the old pins and identity, and may lead to endpoints no longer
     // in the config: start over (they refill on the next tunnel).
-    dropAllSpares();
+    spares.dropAll();
     pins = new Set(cfg.tls.allowedPeerFingerprints);
     if (tlsMaterialKey(cfg) !== tlsMaterialKey(config)) {
       clientContext = makeClientContext(cfg);
@@ -884,7 +771,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     },
     async close() {
       closing = true;
-      dropAllSpares();
+      spares.close();
       tunnels.close();
       const servers: net.Server[] = [...[...egressServers.values()].map((e) => e.server), ...(ingressServer ? [ingressServer] : [])];
       egressServers.clear();
