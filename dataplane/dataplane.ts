@@ -3,7 +3,6 @@
 // DataplaneConfig (built from xDS) and asking an Authorizer about every connection. Identity at
 // the gateway comes only from the verified client certificate; headers carry client attributes,
 // never identity.
-import { createHash } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { pino, type Logger } from 'pino';
@@ -26,6 +25,7 @@ import { createEndpointHealth, endpointKey } from './endpoint-health.ts';
 import { newImportStats, newIngressStats, withOpenBytes, type DataplaneStats, type ImportStats, type IngressStats } from './stats.ts';
 import { createTunnelRegistry, type Tunnel } from './tunnel-registry.ts';
 import { createSparePools } from './spare-pool.ts';
+import { createTlsState, fingerprintOf, serverContextOptions, tlsMaterialKey } from './tls-identity.ts';
 
 export type { DataplaneStats, ImportStats } from './stats.ts';
 
@@ -106,9 +106,6 @@ export interface Dataplane {
 /** Writable high-water mark of relayed sockets: holds a corked batch of four 16 KiB TLS chunks (see relay.ts). */
 const RELAY_HIGH_WATER_MARK = 64 * 1024;
 
-/** A stored TLS session is reused this long before a connection stores a fresh ticket (servers keep them valid 300 s by default). */
-const SESSION_REFRESH_MS = 60_000;
-
 /** How long a refused connection may stay half-closed, waiting for the client's end. */
 const REFUSAL_LINGER_MS = 2000;
 
@@ -158,18 +155,12 @@ class GatewayAnswer extends Error {
   }
 }
 
-function fingerprintOf(der: Buffer): string {
-  return createHash('sha256').update(der).digest('hex');
-}
-
 export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane> {
   const log = opts.logger ?? pino({ level: 'silent' });
   const limits: DataplaneLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const authorizer = opts.authorizer;
   let config = opts.config;
-  let pins = new Set(config.tls.allowedPeerFingerprints);
-  let clientContext = makeClientContext(config);
-  const sessions = new Map<string, { session: Buffer; at: number }>();
+  const tlsState = createTlsState(config.tls);
   const tunnels = createTunnelRegistry({ log, idleTimeoutMs: limits.idleTimeoutMs });
   const egressServers = new Map<string, { server: net.Server; cfg: EgressListenerConfig }>();
   const endpointHealth = createEndpointHealth({ ejectAfterFailures: limits.ejectAfterFailures, ejectForMs: limits.ejectForMs });
@@ -180,24 +171,6 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
   /** The TLS material the gateway's context was built from (see tlsMaterialKey). */
   let ingressTlsKey = '';
   let closing = false;
-
-  function makeClientContext(cfg: DataplaneConfig): tls.SecureContext {
-    return tls.createSecureContext({
-      cert: cfg.tls.certificatePem,
-      key: cfg.tls.privateKeyPem,
-      ca: cfg.tls.caCertificatesPem,
-      minVersion: 'TLSv1.3',
-    });
-  }
-
-  /** What both TLS contexts (egress client, gateway server) are built from: a change means new contexts, old sessions void. */
-  function tlsMaterialKey(cfg: DataplaneConfig): string {
-    return createHash('sha256').update(cfg.tls.certificatePem).update('\0').update(cfg.tls.privateKeyPem).update('\0').update(cfg.tls.caCertificatesPem.join('\0')).digest('hex');
-  }
-
-  function serverOptions(cfg: DataplaneConfig): tls.SecureContextOptions {
-    return { cert: cfg.tls.certificatePem, key: cfg.tls.privateKeyPem, ca: cfg.tls.caCertificatesPem, minVersion: 'TLSv1.3' };
-  }
 
   // Lines a remote party can cause are rate-limited per category (log-limiter.ts); counters are not.
   const refusals = logLimiter({ burst: limits.refusalLogBurst, windowMs: 1000 });
@@ -219,32 +192,11 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     return s;
   }
 
-  // The two listeners that outlive an attempt (they stay on an open tunnel's socket) are built out
-  // here so that they do not keep the attempt's closure context (timer, promise, options) alive.
-  /** The gateway's certificate names the peer we dialled (servername = the peer's name) and is its committed peer.pem. */
-  function checkGatewayIdentity(servername: string, cert: tls.PeerCertificate): Error | undefined {
-    const err = tls.checkServerIdentity(servername, cert);
-    if (err) return err;
-    if (!pins.has(fingerprintOf(cert.raw))) return new Error(`certificate of ${servername} does not match its committed peer.pem`);
-    return undefined;
-  }
-
-  function sessionStore(key: string): (session: Buffer) => void {
-    return (session) => sessions.set(key, { session, at: performance.now() });
-  }
-
-  /** The stored session to resume with, and whether this connection should store a fresh one. */
-  function sessionFor(key: string): { session: Buffer | undefined; refresh: boolean } {
-    const stored = sessions.get(key);
-    if (!stored) return { session: undefined, refresh: true };
-    return { session: stored.session, refresh: performance.now() - stored.at > SESSION_REFRESH_MS };
-  }
-
   /** TLS to a peer's gateway, its identity checked (name and pin); resolves once the handshake is done. */
   function dialGateway(up: UpstreamPeer, ep: Endpoint, timeoutMs: number): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
       const sessionKey = endpointKey(up.peer, ep);
-      const { session, refresh } = sessionFor(sessionKey);
+      const { session, refresh } = tlsState.sessions.lookup(sessionKey);
       // highWaterMark reaches the TLSSocket (Node passes it through; not in the option types).
       const options: tls.ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean } = {
         host: ep.host,
@@ -252,22 +204,23 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         // The relay carries half-close (relay.ts): a FIN from the gateway must not end our write side.
         allowHalfOpen: true,
         servername: up.sni,
-        secureContext: clientContext,
+        secureContext: tlsState.clientContext,
         minVersion: 'TLSv1.3',
         highWaterMark: RELAY_HIGH_WATER_MARK,
         session,
-        checkServerIdentity: checkGatewayIdentity,
+        // One function for every connection (an open tunnel's socket keeps it): no closure per attempt.
+        checkServerIdentity: tlsState.checkGatewayIdentity,
       };
       const socket = tls.connect(options);
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      // One ticket serves every connection to this gateway for SESSION_REFRESH_MS: listening for
+      // One ticket serves every connection to this gateway for SESSION_REFRESH_MS (tls-identity.ts): listening for
       // tickets makes Node serialise each one the server sends (two per TLS 1.3 handshake).
       // Reusing a ticket lets an observer link the connections (RFC 8446 C.4), which the fixed
       // address pair and SNI of a gateway-to-gateway tunnel reveal anyway; no 0-RTT is used.
-      if (refresh) socket.once('session', sessionStore(sessionKey));
+      if (refresh) socket.once('session', tlsState.sessions.storer(sessionKey));
       const onError = (err: Error): void => {
         clearTimeout(timer);
         reject(err);
@@ -279,7 +232,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         // The gateway did not take the stored ticket (restarted, keys rotated): keep one of this
         // connection's (TLS 1.3 tickets come after the handshake, so listening now is in time).
         const resumed = socket.isSessionReused();
-        if (!refresh && !resumed) socket.once('session', sessionStore(sessionKey));
+        if (!refresh && !resumed) socket.once('session', tlsState.sessions.storer(sessionKey));
         endpointHealth.handshake(sessionKey, resumed);
         socket.setNoDelay(true);
         resolve(socket);
@@ -614,7 +567,7 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
       const der = cert.raw;
       const v = await authorizer.ingress({ peerCertificateDer: der, exportName: this.exportName, exportNamespace: this.exportNamespace, client: this.client });
       if (!v.allowed && v.unavailable) return 'unknown';
-      return v.allowed && v.peer === this.peer && pins.has(fingerprintOf(der));
+      return v.allowed && v.peer === this.peer && tlsState.isPinned(der);
     }
     describe(): Record<string, string> {
       return { peer: this.peer, export: `${this.exportNamespace}/${this.exportName}` };
@@ -630,9 +583,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     if (ingressServer && key === ingressKey) {
       // A new context has new session-ticket keys: every importer's stored session would stop
       // resuming. Replace it only when the identity or the trusted CAs changed.
-      const tlsKey = tlsMaterialKey(cfg);
+      const tlsKey = tlsMaterialKey(cfg.tls);
       if (tlsKey !== ingressTlsKey) {
-        ingressServer.setSecureContext(serverOptions(cfg));
+        ingressServer.setSecureContext(serverContextOptions(cfg.tls));
         ingressTlsKey = tlsKey;
       }
       return;
@@ -644,9 +597,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     }
     ingressKey = key;
     if (!cfg.ingress) return;
-    ingressTlsKey = tlsMaterialKey(cfg);
+    ingressTlsKey = tlsMaterialKey(cfg.tls);
     const server = tls.createServer({
-      ...serverOptions(cfg),
+      ...serverContextOptions(cfg.tls),
       requestCert: true,
       rejectUnauthorized: true,
       handshakeTimeout: limits.handshakeTimeoutMs,
@@ -691,10 +644,9 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
         return;
       }
       const der = cert.raw;
-      const fingerprint = fingerprintOf(der);
-      if (!pins.has(fingerprint)) {
+      if (!tlsState.isPinned(der)) {
         countHandshakeFailure('unpinned-certificate');
-        warnRefused('handshake', { direction: 'ingress', remote: socket.remoteAddress, subject: cert.subject, fingerprint }, 'refused: client certificate is not a current member\'s committed peer.pem');
+        warnRefused('handshake', { direction: 'ingress', remote: socket.remoteAddress, subject: cert.subject, fingerprint: fingerprintOf(der) }, 'refused: client certificate is not a current member\'s committed peer.pem');
         socket.destroy();
         return;
       }
@@ -731,18 +683,13 @@ export async function startDataplane(opts: DataplaneOptions): Promise<Dataplane>
     // Spares were verified against the old pins and identity, and may lead to endpoints no longer
     // in the config: start over (they refill on the next tunnel).
     spares.dropAll();
-    pins = new Set(cfg.tls.allowedPeerFingerprints);
-    if (tlsMaterialKey(cfg) !== tlsMaterialKey(config)) {
-      clientContext = makeClientContext(cfg);
-      sessions.clear();
-    }
+    tlsState.update(cfg.tls);
     config = cfg;
     stats.version = cfg.version;
     await syncIngress(cfg);
     await syncEgress(cfg);
   }
 
-  clientContext = makeClientContext(config);
   try {
     await syncIngress(config);
     await syncEgress(config);
