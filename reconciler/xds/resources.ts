@@ -115,7 +115,17 @@ const pinsOf = (slice: Slice, peers: Iterable<string>): string[] => {
   return slice.members.filter((m) => want.has(m.name) && m.certificateFingerprint !== null).map((m) => `${m.name}=${m.certificateFingerprint}`);
 };
 
-function egressListener(slice: Slice, imp: Slice['imports'][number], opts: ResourceOptions): AnyResource {
+/**
+ * The peers this peer's Envoy tunnels to at all: every import's exporters, sorted. Each import
+ * cluster carries a TLS match for every one of them and each egress filter chain their pins, so a
+ * commit that moves imports between peers already in this set changes endpoints (EDS) only: no
+ * cluster and no listener, which Envoy takes in cheaply (docs/xds.md "Closing open tunnels").
+ */
+export function importedPeers(slice: Slice): string[] {
+  return [...new Set(slice.imports.flatMap((imp) => envoyExporters(imp).map((e) => e.peer)))].sort();
+}
+
+function egressListener(slice: Slice, imp: Slice['imports'][number], opts: ResourceOptions, peers: string[]): AnyResource {
   const exporters = envoyExporters(imp);
   // The check allows or denies; the import's cluster (importCluster) picks the exporter by the
   // import's lbScheme. tcp_proxy waits for the first downstream bytes, so the check has answered
@@ -132,10 +142,11 @@ function egressListener(slice: Slice, imp: Slice['imports'][number], opts: Resou
     metadata: { filter_metadata: { 'clusterlink.net': struct({ kind: 'egress', importNamespace: imp.namespace, importName: imp.name, peer: slice.self.name }) } },
     filter_chains: [
       {
-        // What authorises the exporters (their pinned certificates): a revocation, a removal or a
-        // new certificate changes this filter chain, and Envoy drains its open tunnels
-        // (--drain-time-s in deploy/base/tunnel.yaml; docs/xds.md "Closing open tunnels").
-        metadata: { filter_metadata: { 'clusterlink.net': struct({ exporters: pinsOf(slice, exporters.map((e) => e.peer)).join(',') }) } },
+        // What authorises the exporters (the pinned certificates of every peer this peer imports
+        // from, not only this import's: moving imports between them changes no listener): a
+        // revocation, a removal or a new certificate changes this filter chain, and Envoy drains
+        // its open tunnels (--drain-time-s in deploy/base/tunnel.yaml; docs/xds.md "Closing open tunnels").
+        metadata: { filter_metadata: { 'clusterlink.net': struct({ exporters: pinsOf(slice, peers).join(',') }) } },
         filters: [
           {
             name: 'envoy.filters.network.ext_authz',
@@ -187,38 +198,50 @@ function upstreamTls(peer: string, pin: string | null) {
 
 const HTTP1_UPSTREAM = { 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': encodeAny(T.httpOptions, { explicit_http_config: { http_protocol_options: {} } }) };
 
-/**
- * One cluster per import for Envoy: every exporter's gateways, each endpoint with its peer's TLS
- * (SNI, SAN, pin) through transport_socket_matches. lbScheme round-robin / random balance over all
- * of them; static puts source i at priority i, so traffic moves to the next exporter when the
- * first one's gateways are ejected (a refused connection ejects at once, a failed CONNECT after 3).
- */
-function importCluster(slice: Slice, imp: Slice['imports'][number]): AnyResource | null {
-  const exporters = envoyExporters(imp);
-  if (exporters.length === 0) return null;
-  const pin = (peer: string): string | null => slice.members.find((m) => m.name === peer)?.certificateFingerprint ?? null;
+/** The import's gateways as Envoy balances them, each tagged with its peer (which selects the TLS match). */
+function importAssignment(name: string, imp: Slice['imports'][number], exporters: ReturnType<typeof envoyExporters>) {
   const endpoint = (peer: string, g: { host: string; port: number }) => ({
     endpoint: { address: sock(g.host, g.port) },
     metadata: { filter_metadata: { 'envoy.transport_socket_match': struct({ peer }) } },
   });
+  return {
+    cluster_name: name,
+    endpoints:
+      imp.lbScheme === 'static'
+        ? exporters.map((e, i) => ({ priority: i, lb_endpoints: e.gateways.map((g) => endpoint(e.peer, g)) }))
+        : [{ lb_endpoints: exporters.flatMap((e) => e.gateways.map((g) => endpoint(e.peer, g))) }],
+  };
+}
+
+/**
+ * One cluster per import for Envoy. Its definition does not depend on which exporters the import
+ * uses: the endpoints come by EDS (importAssignment, a ClusterLoadAssignment of the same name),
+ * and transport_socket_matches holds one TLS context (SNI, SAN, pin) per peer in `peers` (the same
+ * list in every import cluster), chosen by each endpoint's peer metadata. Moving an import between
+ * exporters therefore changes only its ClusterLoadAssignment; Envoy skips identical clusters
+ * instead of rebuilding them and their TLS contexts. An exporter with a gateway named by DNS (EDS
+ * takes IP addresses only) keeps the endpoints inline in a STRICT_DNS cluster, which does change.
+ * lbScheme round-robin / random balance over all gateways; static puts source i at priority i, so
+ * traffic moves to the next exporter when the first one's gateways are ejected (a refused
+ * connection ejects at once, a failed CONNECT after 3).
+ */
+function importCluster(slice: Slice, imp: Slice['imports'][number], peers: string[]): { cluster: AnyResource; endpoints: AnyResource | null } | null {
+  const exporters = envoyExporters(imp);
+  if (exporters.length === 0) return null;
+  const pin = (peer: string): string | null => slice.members.find((m) => m.name === peer)?.certificateFingerprint ?? null;
   const name = XDS_NAMES.import(imp.namespace, imp.name);
   const allIps = exporters.every((e) => e.gateways.every((g) => isIP(g.host) !== 0));
-  return encodeAny(TYPE_URL.cluster, {
+  const assignment = importAssignment(name, imp, exporters);
+  const cluster = encodeAny(TYPE_URL.cluster, {
     name,
-    type: allIps ? 'STATIC' : 'STRICT_DNS',
+    ...(allIps ? { type: 'EDS', eds_cluster_config: { eds_config: ads } } : { type: 'STRICT_DNS', load_assignment: assignment }),
     connect_timeout: seconds(5),
     circuit_breakers: CLUSTER_LIMITS,
     lb_policy: imp.sessionAffinity === 'ClientIP' ? 'RING_HASH' : imp.lbScheme === 'random' ? 'RANDOM' : 'ROUND_ROBIN',
-    load_assignment: {
-      cluster_name: name,
-      endpoints:
-        imp.lbScheme === 'static'
-          ? exporters.map((e, i) => ({ priority: i, lb_endpoints: e.gateways.map((g) => endpoint(e.peer, g)) }))
-          : [{ lb_endpoints: exporters.flatMap((e) => e.gateways.map((g) => endpoint(e.peer, g))) }],
-    },
-    transport_socket_matches: exporters.map((e) => ({ name: `peer/${e.peer}`, match: struct({ peer: e.peer }), transport_socket: upstreamTls(e.peer, pin(e.peer)) })),
-    // Never plaintext: an endpoint without a match would use the first exporter's TLS (and fail its SAN check).
-    transport_socket: upstreamTls(exporters[0]!.peer, pin(exporters[0]!.peer)),
+    transport_socket_matches: peers.map((peer) => ({ name: `peer/${peer}`, match: struct({ peer }), transport_socket: upstreamTls(peer, pin(peer)) })),
+    // Never plaintext, and never another peer's TLS: an endpoint without a match (none is built
+    // without one) gets a context whose pin no certificate has.
+    transport_socket: upstreamTls('clusterlink.invalid', NO_CERTIFICATE),
     typed_extension_protocol_options: HTTP1_UPSTREAM,
     outlier_detection: {
       split_external_local_origin_errors: true,
@@ -229,6 +252,7 @@ function importCluster(slice: Slice, imp: Slice['imports'][number]): AnyResource
       max_ejection_percent: { value: 100 },
     },
   });
+  return { cluster, endpoints: allIps ? encodeAny(TYPE_URL.endpoint, assignment) : null };
 }
 
 function ingressListener(slice: Slice, bind: { address: string; port: number }, opts: ResourceOptions): AnyResource {
@@ -350,7 +374,8 @@ function staticCluster(name: string, host: string, port: number, http2 = false, 
 
 export function buildResources(slice: Slice, opts: ResourceOptions): XdsResources {
   const out: XdsResources = { listeners: new Map(), clusters: new Map(), endpoints: new Map(), secrets: new Map(), routes: new Map() };
-  for (const imp of slice.imports) out.listeners.set(XDS_NAMES.egress(imp.namespace, imp.name), egressListener(slice, imp, opts));
+  const peers = importedPeers(slice);
+  for (const imp of slice.imports) out.listeners.set(XDS_NAMES.egress(imp.namespace, imp.name), egressListener(slice, imp, opts, peers));
   const bind = opts.ingress !== undefined ? opts.ingress : slice.self.gateways[0] ? { address: slice.self.gateways[0].host, port: slice.self.gateways[0].port } : null;
   if (slice.exports.length > 0 && bind) {
     out.listeners.set(XDS_NAMES.ingress, ingressListener(slice, bind, opts));
@@ -368,8 +393,10 @@ export function buildResources(slice: Slice, opts: ResourceOptions): XdsResource
     );
   }
   for (const imp of slice.imports) {
-    const c = importCluster(slice, imp);
-    if (c) out.clusters.set(XDS_NAMES.import(imp.namespace, imp.name), c);
+    const c = importCluster(slice, imp, peers);
+    if (!c) continue;
+    out.clusters.set(XDS_NAMES.import(imp.namespace, imp.name), c.cluster);
+    if (c.endpoints) out.endpoints.set(XDS_NAMES.import(imp.namespace, imp.name), c.endpoints);
   }
   for (const e of slice.exports) out.clusters.set(XDS_NAMES.export(e.namespace, e.name), staticCluster(XDS_NAMES.export(e.namespace, e.name), e.host, e.port));
   // File references only: the key stays on the data plane's own volume (Envoy reloads both files

@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeAny, encodeAny, knowsType, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
 import { EXAMPLE_DIR } from '../../reconciler/demo/fresh-fabric.ts';
 import { slice } from '../../reconciler/slice/slice.ts';
-import { buildResources, ROUTE_TYPE_URL, XDS_NAMES, type XdsResources } from '../../reconciler/xds/resources.ts';
+import { buildResources, resourceHash, ROUTE_TYPE_URL, XDS_NAMES, type XdsResources } from '../../reconciler/xds/resources.ts';
 import { loadFabricFiles } from '../../schema/load.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { readFabricDir } from '../../schema/read-dir.ts';
@@ -182,7 +182,7 @@ describe('golden Envoy resources for the 3-peer fabric-example', () => {
     expect(names('east')).toEqual({
       listeners: [XDS_NAMES.egress('perf', 'iperf3'), XDS_NAMES.egress('web', 'http')],
       clusters: [XDS_NAMES.authz, XDS_NAMES.import('perf', 'iperf3'), XDS_NAMES.import('web', 'http'), XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
-      endpoints: [XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
+      endpoints: [XDS_NAMES.import('perf', 'iperf3'), XDS_NAMES.import('web', 'http'), XDS_NAMES.peer('edge'), XDS_NAMES.peer('west')],
       secrets: [XDS_NAMES.fabricCa, XDS_NAMES.identity],
       routes: [],
     });
@@ -194,4 +194,34 @@ describe('golden Envoy resources for the 3-peer fabric-example', () => {
       routes: [XDS_NAMES.ingress],
     });
   });
+
+  // What a commit changes for a running Envoy (docs/xds.md "Closing open tunnels"): Envoy rebuilds
+  // a changed cluster (TLS contexts included) and drains a changed filter chain.
+  it('moving an import between exporters already in use changes only its endpoints; revoking an exporter still changes every egress filter chain', () => {
+    const changed = (a: XdsResources, b: XdsResources): string[] =>
+      (['listeners', 'clusters', 'endpoints', 'secrets'] as const).flatMap((kind) =>
+        [...new Set([...a[kind].keys(), ...b[kind].keys()])].filter((n) => !a[kind].get(n) || !b[kind].get(n) || resourceHash(a[kind].get(n)!) !== resourceHash(b[kind].get(n)!)).map((n) => `${kind} ${n}`),
+      );
+    const base = slice(fabric, 'east');
+    const before = buildResources(base, OPTIONS);
+    const iperf = base.imports.find((i) => i.name === 'iperf3')!;
+    expect(iperf.sources.map((s) => s.peer)).toEqual(['west', 'edge']);
+    // Only edge now: west stays in use by web/http, so the peers east tunnels to are the same.
+    const moved = { ...base, imports: base.imports.map((i) => (i === iperf ? { ...i, sources: i.sources.filter((s) => s.peer === 'edge') } : i)) };
+    const diff = changed(before, buildResources(moved, OPTIONS));
+    // The ext_authz cluster carries the hash of the authorization inputs (imports' exporters among them).
+    expect(diff.sort()).toEqual([`clusters ${XDS_NAMES.authz}`, `endpoints ${XDS_NAMES.import('perf', 'iperf3')}`]);
+    // A new certificate of edge (as a revocation and re-issue would give): every egress chain and import cluster changes.
+    const rekeyed = { ...base, members: base.members.map((m) => (m.name === 'edge' ? { ...m, certificateFingerprint: 'ab'.repeat(32) } : m)) };
+    const rekeyDiff = changed(before, buildResources(rekeyed, OPTIONS));
+    for (const imp of base.imports) {
+      expect(rekeyDiff).toContain(`listeners ${XDS_NAMES.egress(imp.namespace, imp.name)}`);
+      expect(rekeyDiff).toContain(`clusters ${XDS_NAMES.import(imp.namespace, imp.name)}`);
+    }
+    // A removed member (a revoked one is no member): its pin leaves every egress chain.
+    const removed = { ...base, members: base.members.filter((m) => m.name !== 'edge') };
+    const removedDiff = changed(before, buildResources(removed, OPTIONS));
+    for (const imp of base.imports) expect(removedDiff).toContain(`listeners ${XDS_NAMES.egress(imp.namespace, imp.name)}`);
+  });
 });
+
