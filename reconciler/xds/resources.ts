@@ -234,6 +234,11 @@ function importCluster(slice: Slice, imp: Slice['imports'][number], peers: strin
   const assignment = importAssignment(name, imp, exporters);
   const cluster = encodeAny(TYPE_URL.cluster, {
     name,
+    // Envoy 1.40 did not fail over to a gateway that an EDS update moved to another priority in
+    // place (it kept sending to the ejected priority 0; test/e2e/envoy-e2e.test.ts, static
+    // failover): the priority order of a static import is part of the cluster, so a change of it
+    // builds the cluster afresh. Round-robin and random imports have one priority.
+    metadata: { filter_metadata: { 'clusterlink.net': struct({ lbScheme: imp.lbScheme, ...(imp.lbScheme === 'static' ? { priorities: exporters.map((e) => e.peer).join(',') } : {}) }) } },
     ...(allIps ? { type: 'EDS', eds_cluster_config: { eds_config: ads } } : { type: 'STRICT_DNS', load_assignment: assignment }),
     connect_timeout: seconds(5),
     circuit_breakers: CLUSTER_LIMITS,
