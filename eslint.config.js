@@ -14,4 +14,16 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  // The layering (README "Layout", ../shared/DESIGN.md): protocol/ is the wire contract both sides
+  // share and imports neither; the Node data plane runs as a process of its own and never imports the
+  // reconciler; schema/ is a pure core under both. Tests may cross (they assemble whole systems).
+  ...layer('protocol/**/*.ts', ['reconciler', 'dataplane', 'schema'], 'protocol/ is the shared wire contract: it imports neither side'),
+  ...layer('dataplane/**/*.ts', ['reconciler'], 'the Node data plane must not import the reconciler: share through protocol/'),
+  ...layer('schema/**/*.ts', ['reconciler', 'dataplane'], 'schema/ is a pure core: it imports neither the reconciler nor the data plane'),
 );
+
+/** An ESLint block forbidding files matching `files` (tests excepted) to import from the given top-level folders. */
+function layer(files, forbidden, message) {
+  const group = forbidden.flatMap((dir) => [`../${dir}/*`, `../../${dir}/*`, `../../../${dir}/*`, `../${dir}/**`, `../../${dir}/**`, `../../../${dir}/**`]);
+  return [{ files: [files], ignores: ['**/*.test.ts'], rules: { 'no-restricted-imports': ['error', { patterns: [{ group, message }] }] } }];
+}

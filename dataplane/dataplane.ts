@@ -8,7 +8,7 @@
 // endpoint-health.ts (ejection), spare-pool.ts (preconnect), tunnel-registry.ts (open tunnels,
 // revalidation, idle sweep), stats.ts, relay.ts (the byte path).
 import { pino, type Logger } from 'pino';
-import { TUNNEL, type Authorizer, type DataplaneConfig, type Endpoint } from './contracts.ts';
+import { TUNNEL, type Authorizer, type DataplaneConfig, type Endpoint } from '../protocol/contracts.ts';
 import { createEgress } from './egress.ts';
 import { createEndpointHealth } from './endpoint-health.ts';
 import { createGateway, type WarnRefused } from './gateway.ts';

@@ -5,8 +5,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { TUNNEL, type Authorizer, type ClientAttributes, type DataplaneConfig, type EgressCandidate, type EgressCheck, type EgressListenerConfig, type Endpoint, type UpstreamPeer } from './contracts.ts';
-import { encodeLabels, HeadError, parseHead, readHead } from './connect-head.ts';
+import { TUNNEL, type Authorizer, type ClientAttributes, type DataplaneConfig, type EgressCandidate, type EgressCheck, type EgressListenerConfig, type Endpoint, type UpstreamPeer } from '../protocol/contracts.ts';
+import { encodeLabels, HeadError, parseHead, readHead } from '../protocol/connect-head.ts';
 import { endpointKey, type EndpointHealth } from './endpoint-health.ts';
 import { RELAY_HIGH_WATER_MARK, type WarnRefused } from './gateway.ts';
 import { relay, type RelayHandle } from './relay.ts';

@@ -5,8 +5,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { denyReason, TUNNEL, type Authorizer, type ClientAttributes, type DataplaneConfig, type Endpoint } from './contracts.ts';
-import { clientAttributesFromHead, HeadError, parseAuthority, parseHead, readHead } from './connect-head.ts';
+import { denyReason, TUNNEL, type Authorizer, type ClientAttributes, type DataplaneConfig, type Endpoint } from '../protocol/contracts.ts';
+import { clientAttributesFromHead, HeadError, parseAuthority, parseHead, readHead } from '../protocol/connect-head.ts';
 import { relay, type RelayHandle } from './relay.ts';
 import type { ImportStats, IngressStats } from './stats.ts';
 import { fingerprintOf, serverContextOptions, tlsMaterialKey, type TlsState } from './tls-identity.ts';

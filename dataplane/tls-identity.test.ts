@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSessionCache, SESSION_REFRESH_MS, tlsMaterialKey } from './tls-identity.ts';
-import type { TlsIdentity } from './contracts.ts';
+import type { TlsIdentity } from '../protocol/contracts.ts';
 
 const identity: TlsIdentity = { certificatePem: 'CERT', privateKeyPem: 'KEY', caCertificatesPem: ['CA1', 'CA2'], allowedPeerFingerprints: ['aa'] };
 

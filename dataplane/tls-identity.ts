@@ -4,7 +4,7 @@
 // except what did not change (contexts and sessions survive a change of pins only).
 import { createHash } from 'node:crypto';
 import tls from 'node:tls';
-import type { TlsIdentity } from './contracts.ts';
+import type { TlsIdentity } from '../protocol/contracts.ts';
 
 /** A stored TLS session is reused this long before a connection stores a fresh ticket (servers keep them valid 300 s by default). */
 export const SESSION_REFRESH_MS = 60_000;

@@ -5,7 +5,7 @@
 // the control plane is away the last config keeps serving (and new connections fail closed at
 // authorization, never open).
 import { pino, type Logger } from 'pino';
-import type { DataplaneConfig } from './contracts.ts';
+import type { DataplaneConfig } from '../protocol/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from './dataplane.ts';
 import { remoteAuthorizer } from './xds-client/remote-authorizer.ts';
 import { startXdsClient, type XdsClientStatus } from './xds-client/client.ts';

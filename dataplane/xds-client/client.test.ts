@@ -5,10 +5,10 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createCertificateAuthority, issuePeerCertificate } from '../../reconciler/pki/issue.ts';
 import { fingerprintSha256 } from '../../reconciler/pki/encoding.ts';
-import type { DataplaneConfig } from '../contracts.ts';
+import type { DataplaneConfig } from '../../protocol/contracts.ts';
 import { startXdsClient, type XdsClient } from './client.ts';
-import { TYPE_URL } from './protos.ts';
-import { resources as R, startTestAdsServer, type TestAdsServer } from './testing.ts';
+import { TYPE_URL } from '../../protocol/envoy-protos.ts';
+import { resources as R, startTestAdsServer, type TestAdsServer } from '../../test/fixtures/ads-test-server.ts';
 
 const silent = pino({ level: 'silent' });
 let ca: { certificatePem: string; privateKeyPem: string };

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { readFileSync, statSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
-import type { DataplaneConfig } from '../contracts.ts';
+import type { DataplaneConfig } from '../../protocol/contracts.ts';
 import {
   assembleConfig,
   decodeResource,
@@ -20,7 +20,7 @@ import {
   type DecodedSecret,
   type ResourceState,
 } from './decode.ts';
-import { adsClientConstructor, TYPE_URL, type ResourceKind } from './protos.ts';
+import { adsClientConstructor, TYPE_URL, type ResourceKind } from '../../protocol/envoy-protos.ts';
 
 export interface XdsClientOptions {
   /** host:port of the reconciler's ADS server. */

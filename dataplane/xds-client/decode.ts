@@ -7,8 +7,8 @@
 // Pure functions over decoded objects: decodeResource validates one resource (an error NACKs the
 // whole response), assembleConfig builds a config only when every reference resolves.
 import { z } from 'zod';
-import type { DataplaneConfig, EgressListenerConfig, Endpoint, UpstreamPeer } from '../contracts.ts';
-import { decodeAny, knowsType, TYPE_URL, type ResourceKind } from './protos.ts';
+import type { DataplaneConfig, EgressListenerConfig, Endpoint, UpstreamPeer } from '../../protocol/contracts.ts';
+import { decodeAny, knowsType, TYPE_URL, type ResourceKind } from '../../protocol/envoy-protos.ts';
 
 export const NAMES = {
   egressPrefix: 'clusterlink/egress/',

@@ -6,9 +6,8 @@
 // the data plane keeps open tunnels rather than closing them on an outage, and re-checks them later).
 import * as grpc from '@grpc/grpc-js';
 import { z } from 'zod';
-import { TUNNEL, type Authorizer, type EgressCheck, type EgressVerdict, type Explanation, type IngressCheck, type IngressVerdict } from '../contracts.ts';
-import { derToPem } from '../../reconciler/pki/encoding.ts';
-import { authorizationServiceDefinition, clientAttributeHeaders, CONTEXT_KEYS, fromStruct } from '../../reconciler/xds/ext-authz-server.ts';
+import { TUNNEL, type Authorizer, type EgressCheck, type EgressVerdict, type Explanation, type IngressCheck, type IngressVerdict } from '../../protocol/contracts.ts';
+import { authorizationServiceDefinition, clientAttributeHeaders, CONTEXT_KEYS, fromStruct, sourceCertificateField } from '../../protocol/ext-authz.ts';
 
 export interface RemoteAuthorizer extends Authorizer {
   egress(check: EgressCheck): Promise<EgressVerdict>;
@@ -84,7 +83,7 @@ export function remoteAuthorizer(server: string, opts: { credentials?: grpc.Chan
       try {
         const { allowed, meta } = await check({
           attributes: {
-            source: { certificate: encodeURIComponent(derToPem(c.peerCertificateDer)) },
+            source: { certificate: sourceCertificateField(c.peerCertificateDer) },
             request: { http: { method: 'CONNECT', host: authority, headers: { ':authority': authority, ...clientAttributeHeaders(c.client) } } },
           },
         });

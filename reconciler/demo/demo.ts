@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createColors } from 'picocolors';
 import { pino } from 'pino';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import { startAdminServer, type AdminServer } from '../runtime/admin-server.ts';
 import { createRuntimeMetrics } from '../runtime/metrics.ts';
 import { computeFlows, profileName, type ClientProfile } from '../runtime/flows.ts';

@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import type { Slice } from '../slice/types.ts';
 import { ServiceApplier, type ServiceApplyResult } from './apply.ts';
 import { errorMessage, sleep } from './api.ts';

@@ -7,7 +7,7 @@
 // data-plane endpoints actually changes.
 import { CoreV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import { errorMessage, sleep, statusCode } from './api.ts';
 
 const PodSchema = z.object({

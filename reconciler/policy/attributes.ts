@@ -13,7 +13,7 @@
 //         and labels;
 //   dst = the export's name, namespace and labels + the exporting (local) peer's name and labels.
 // Peer labels are the ones the fabric admins attest in fabric.yaml, on both sides (docs/policy.md).
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 
 export const ATTR = {
   peerName: 'peer.clusterlink.net/name',

@@ -18,7 +18,7 @@
 // Indexing: a policy whose every `to` entry requires specific export names (matchLabels or In) is
 // filed under those names, and likewise for the peer name; a decision looks at the buckets of the
 // request's values plus the unindexed rest, so policies that cannot match cost nothing.
-import type { Explanation } from '../../dataplane/contracts.ts';
+import type { Explanation } from '../../protocol/contracts.ts';
 import type { LabelSelector, PolicyModel, WorkloadSetOrSelector } from '../../schema/model.ts';
 import { ATTR, requestAttributes, type AccessRequest, type Attributes } from './attributes.ts';
 

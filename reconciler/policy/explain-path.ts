@@ -1,7 +1,7 @@
 // The whole path of one would-be connection, as `clgo explain` prints it: the egress decision on
 // the importing peer for each exporter (in load-balancing order), the ingress decision on each
 // exporting peer, and the verdict. Pure: a fabric model in, a plain report out.
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import type { FabricModel, LbScheme } from '../../schema/model.ts';
 import { indexFabric, sliceFromIndex } from '../slice/slice.ts';
 import { ATTR, isUnknownClient, requestAttributes, type AccessRequest, type Attributes } from './attributes.ts';

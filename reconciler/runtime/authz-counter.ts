@@ -1,6 +1,6 @@
 // Counts the authorization decisions a data plane asks for (by direction, result and deciding
 // tier) without changing them: wraps an Authorizer, sync or async, for metrics.
-import type { Authorizer, EgressVerdict, IngressVerdict } from '../../dataplane/contracts.ts';
+import type { Authorizer, EgressVerdict, IngressVerdict } from '../../protocol/contracts.ts';
 
 export interface DecisionCount {
   direction: 'egress' | 'ingress';

@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { countDecisions, type DecisionCount } from './authz-counter.ts';
 import { runRevisions } from './revision-loop.ts';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { diffSlices } from '../slice/diff.ts';
 import { slice as sliceOf } from '../slice/slice.ts';

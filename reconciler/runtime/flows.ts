@@ -1,7 +1,7 @@
 // Flows: for every import of every peer, every exporter it names, and every known client of the
 // importing peer, the two decisions a real connection would meet (egress on the importer, ingress
 // on the exporter). Pure, over the Fabric model; used by the status page's graph and `clgo plan`.
-import type { ClientAttributes, Explanation } from '../../dataplane/contracts.ts';
+import type { ClientAttributes, Explanation } from '../../protocol/contracts.ts';
 import type { FabricModel } from '../../schema/model.ts';
 import { sliceAll } from '../slice/slice.ts';
 import type { Slice } from '../slice/types.ts';

@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { DNS1123_SUBDOMAIN } from '../../dataplane/connect-head.ts';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import { DNS1123_SUBDOMAIN } from '../../protocol/connect-head.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import { labels as labelsSchema, dns1123Label } from '../../schema/kinds.ts';
 
 const clientSchema = z.strictObject({

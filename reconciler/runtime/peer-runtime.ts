@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { countDecisions } from './authz-counter.ts';
 import { runRevisions } from './revision-loop.ts';
 import { pino } from 'pino';
-import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
+import type { ClientAttributes, DataplaneConfig, Endpoint } from '../../protocol/contracts.ts';
 import { startDataplane, type Dataplane, type DataplaneLimits, type DataplaneStats } from '../../dataplane/dataplane.ts';
 import { Histogram, Summary } from 'prom-client';
 import type { FabricModel } from '../../schema/model.ts';

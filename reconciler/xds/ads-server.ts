@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { pino } from 'pino';
-import { adsClientConstructor, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { adsClientConstructor, TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { listenDataplaneTls, type DataplaneTlsListener, type DataplaneTlsOptions } from './dataplane-auth.ts';
 import { resourceHash, type AnyResource, type XdsResources } from './resources.ts';
 

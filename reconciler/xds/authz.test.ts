@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { toDer, fingerprintSha256 } from '../pki/encoding.ts';
 import type { Slice } from '../slice/types.ts';
-import type { ClientAttributes, EgressCheck } from '../../dataplane/contracts.ts';
+import type { ClientAttributes, EgressCheck } from '../../protocol/contracts.ts';
 import { ALLOW_ALL, dbImport, eastSlice, makePki, policy, westSlice, type Pki } from '../../test/xds/authz-fixtures.ts';
 import { createAuthorizer, denyReason } from './authz.ts';
 

@@ -15,7 +15,7 @@ import type {
   Explanation,
   IngressCheck,
   IngressVerdict,
-} from '../../dataplane/contracts.ts';
+} from '../../protocol/contracts.ts';
 import { verifyPeer } from '../pki/verify.ts';
 import type { Slice, SliceExport, SliceImport, SliceMember } from '../slice/types.ts';
 import { compilePolicies, decideAccess, isUnknownClient, type CompiledPolicies } from '../policy/index.ts';
@@ -82,7 +82,7 @@ function defaultDeny(message: string): Explanation {
   return { tier: 'default', policy: null, location: null, message };
 }
 
-export { denyReason } from '../../dataplane/contracts.ts';
+export { denyReason } from '../../protocol/contracts.ts';
 
 export function createAuthorizer(opts: AuthorizerOptions): SliceAuthorizer {
   const now = opts.now ?? (() => new Date());

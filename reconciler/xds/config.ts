@@ -1,7 +1,7 @@
 // Slice → DataplaneConfig: what a data plane must listen on and connect to for one peer. The xDS
 // resources (resources.ts) carry exactly this information in Envoy's shapes; the Node data
 // plane's xDS client decodes them back into this form (a test holds the two in agreement).
-import type { DataplaneConfig, Endpoint } from '../../dataplane/contracts.ts';
+import type { DataplaneConfig, Endpoint } from '../../protocol/contracts.ts';
 import type { Slice } from '../slice/types.ts';
 import { authzInputsHash } from './authz-inputs.ts';
 

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { TUNNEL, type ClientAttributes } from '../../dataplane/contracts.ts';
+import { TUNNEL, type ClientAttributes } from '../../protocol/contracts.ts';
 import { remoteAuthorizer, type RemoteAuthorizer } from '../../dataplane/xds-client/remote-authorizer.ts';
 import { toDer } from '../pki/encoding.ts';
 import { ALLOW_ALL, eastSlice, makePki, policy, westSlice, type Pki } from '../../test/xds/authz-fixtures.ts';
 import { createAuthorizer } from './authz.ts';
-import { allOrNothing, authorizationServiceDefinition, egressResolverFromSlice, fromStruct, startExtAuthzServer, type ExtAuthzServer } from './ext-authz-server.ts';
+import { authorizationServiceDefinition, fromStruct } from '../../protocol/ext-authz.ts';
+import { allOrNothing, egressResolverFromSlice, startExtAuthzServer, type ExtAuthzServer } from './ext-authz-server.ts';
 
 let pki: Pki;
 const servers: ExtAuthzServer[] = [];

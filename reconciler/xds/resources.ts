@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
-import { encodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
-import { TUNNEL } from '../../dataplane/contracts.ts';
+import { encodeAny, TYPE_URL } from '../../protocol/envoy-protos.ts';
+import { TUNNEL } from '../../protocol/contracts.ts';
 import type { Slice } from '../slice/types.ts';
 import { authzInputsHash } from './authz-inputs.ts';
 

@@ -10,7 +10,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import type { Endpoint } from '../../dataplane/contracts.ts';
+import type { Endpoint } from '../../protocol/contracts.ts';
 import { startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
 import { writePeerSecret } from '../fixtures/peer-secret.ts';
 import { LOCAL_CLIENTS, NET, spawnTracked, waitListening, type PemIdentity, type Proc } from './tunnel-refs.ts';

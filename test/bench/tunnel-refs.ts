@@ -11,7 +11,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Endpoint } from '../../dataplane/contracts.ts';
+import type { Endpoint } from '../../protocol/contracts.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const REPO_ROOT = join(here, '..', '..');

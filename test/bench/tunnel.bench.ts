@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Endpoint } from '../../dataplane/contracts.ts';
+import type { Endpoint } from '../../protocol/contracts.ts';
 import { freshExampleFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { startEnvoyPair } from './envoy-pair.ts';
 import { percentile, row, type Benchmark, type BenchResult } from './harness.ts';

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { startXdsClient, type XdsClient } from '../../dataplane/xds-client/client.ts';
-import { decodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { decodeAny, TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { readFabricDir } from '../../schema/read-dir.ts';
 import { EXAMPLE_DIR } from '../../reconciler/demo/fresh-fabric.ts';
 import { sliceAll, slice as sliceOf } from '../../reconciler/slice/slice.ts';

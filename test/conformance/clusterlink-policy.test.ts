@@ -4,7 +4,7 @@
 // (egress on the importing peer, ingress on the exporting one, with real peer certificates).
 // docs/policy.md lists the same rules side by side with ClusterLink's code.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 import { toDer } from '../../reconciler/pki/encoding.ts';
 import { createCertificateAuthority, issuePeerCertificate } from '../../reconciler/pki/issue.ts';
 import { renderFabricYaml } from '../../reconciler/pki/repo.ts';

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDataplane, type Dataplane } from '../../dataplane/dataplane.ts';
-import type { DataplaneConfig } from '../../dataplane/contracts.ts';
+import type { DataplaneConfig } from '../../protocol/contracts.ts';
 import { loadFabricFiles } from '../../schema/load.ts';
 import { freshExampleFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { slice } from '../../reconciler/slice/slice.ts';

@@ -5,7 +5,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDataplane, type Dataplane } from '../../dataplane/dataplane.ts';
-import type { Authorizer, IngressCheck, IngressVerdict } from '../../dataplane/contracts.ts';
+import type { Authorizer, IngressCheck, IngressVerdict } from '../../protocol/contracts.ts';
 import { loadFabricFiles } from '../../schema/load.ts';
 import { freshExampleFabric, type FreshFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { slice } from '../../reconciler/slice/slice.ts';

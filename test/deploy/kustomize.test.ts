@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { decodeAny, encodeAny } from '../../dataplane/xds-client/protos.ts';
+import { decodeAny, encodeAny } from '../../protocol/envoy-protos.ts';
 import type { CliContext } from '../../reconciler/cli/context.ts';
 import { register as registerRun } from '../../reconciler/cli/commands/run.ts';
 import { CLUSTER_SCOPED, configMapHash, imageName, renderKustomization, strategicMerge, type KObject } from './render-kustomize.ts';

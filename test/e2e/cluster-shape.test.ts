@@ -11,7 +11,7 @@ import { echoThrough, startEchoServer, waitFor } from '../fixtures/servers.ts';
 import { writePeerSecret } from '../fixtures/peer-secret.ts';
 import { Writable } from 'node:stream';
 import { main } from '../../reconciler/cli.ts';
-import { TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { rawAdsClient } from '../xds/raw-ads.ts';
 
 // This file's loopback range: gateways 127.0.121.x, services 127.0.122.x, egress 127.0.123.x, control planes 127.0.125.x.

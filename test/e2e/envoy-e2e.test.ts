@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TUNNEL } from '../../dataplane/contracts.ts';
+import { TUNNEL } from '../../protocol/contracts.ts';
 import { createFabricRepo, type FabricRepo } from '../../reconciler/demo/git-repo.ts';
 import { startGitHttpServer, type GitHttpServer } from '../../reconciler/demo/git-http-server.ts';
 import type { FreshFabric } from '../../reconciler/demo/fresh-fabric.ts';

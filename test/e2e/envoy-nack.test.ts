@@ -15,7 +15,7 @@ import { freshExampleFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { createControlPlaneMetrics } from '../../reconciler/runtime/control-plane-metrics.ts';
 import { startControlPlane, type ControlPlane } from '../../reconciler/runtime/control-plane.ts';
 import { createDirectorySource } from '../../reconciler/source/directory-source.ts';
-import { TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { activeListeners, startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
 import { writePeerSecret } from '../fixtures/peer-secret.ts';
 import { waitFor } from '../fixtures/servers.ts';

@@ -5,9 +5,9 @@
 // last good config; versions only grow.
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DataplaneConfig } from '../../dataplane/contracts.ts';
+import type { DataplaneConfig } from '../../protocol/contracts.ts';
 import { startXdsClient } from '../../dataplane/xds-client/client.ts';
-import { decodeAny, encodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { decodeAny, encodeAny, TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { freshExampleFabric, type FreshFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { slice } from '../../reconciler/slice/slice.ts';
 import { startAdsServer, type AdsServer } from '../../reconciler/xds/ads-server.ts';

@@ -9,7 +9,7 @@ import { loadFabricFiles } from '../../schema/load.ts';
 import { sliceAll } from '../../reconciler/slice/slice.ts';
 import { toDer } from '../../reconciler/pki/encoding.ts';
 import { createAuthorizer, type SliceAuthorizer } from '../../reconciler/xds/authz.ts';
-import type { ClientAttributes } from '../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../protocol/contracts.ts';
 
 const root = fileURLToPath(new URL('../../fabric-example/', import.meta.url));
 const clients: Record<string, ClientAttributes> = {

@@ -2,10 +2,11 @@
 // input: they answer "invalid" (ext_authz) or raise ResourceError (→ NACK).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { clientAttributeHeaders, clientAttributesFromHeaders, parseAuthority, parseCheckRequest } from '../../reconciler/xds/ext-authz-server.ts';
+import { clientAttributeHeaders, clientAttributesFromHeaders, parseAuthority } from '../../protocol/ext-authz.ts';
+import { parseCheckRequest } from '../../reconciler/xds/ext-authz-server.ts';
 import { decodeResource, ResourceError } from '../../dataplane/xds-client/decode.ts';
-import { TYPE_URL } from '../../dataplane/xds-client/protos.ts';
-import { TUNNEL } from '../../dataplane/contracts.ts';
+import { TYPE_URL } from '../../protocol/envoy-protos.ts';
+import { TUNNEL } from '../../protocol/contracts.ts';
 
 const noImport = () => null;
 

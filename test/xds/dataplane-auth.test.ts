@@ -14,7 +14,7 @@ import { mkdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import { remoteAuthorizer } from '../../dataplane/xds-client/remote-authorizer.ts';
-import { TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { startXdsDataplane, type XdsDataplane } from '../../dataplane/xds-dataplane.ts';
 import { freshExampleFabric, type FreshFabric } from '../../reconciler/demo/fresh-fabric.ts';
 import { fingerprintSha256 } from '../../reconciler/pki/encoding.ts';

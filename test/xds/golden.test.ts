@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeAny, encodeAny, knowsType, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { decodeAny, encodeAny, knowsType, TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { EXAMPLE_DIR } from '../../reconciler/demo/fresh-fabric.ts';
 import { slice } from '../../reconciler/slice/slice.ts';
 import { buildResources, resourceHash, ROUTE_TYPE_URL, XDS_NAMES, type XdsResources } from '../../reconciler/xds/resources.ts';

@@ -12,7 +12,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeAny, encodeAny, TYPE_URL } from '../../dataplane/xds-client/protos.ts';
+import { decodeAny, encodeAny, TYPE_URL } from '../../protocol/envoy-protos.ts';
 import { startAdsServer, type AdsServer } from '../../reconciler/xds/ads-server.ts';
 import { buildResources, type AnyResource, type XdsResources } from '../../reconciler/xds/resources.ts';
 import { slice } from '../../reconciler/slice/slice.ts';

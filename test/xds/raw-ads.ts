@@ -3,7 +3,7 @@
 // ACK, no subscription follow-up): the test writes each request, so protocol corner cases (stale
 // nonces, NACKs, unsubscribe) can be driven exactly.
 import * as grpc from '@grpc/grpc-js';
-import { adsClientConstructor } from '../../dataplane/xds-client/protos.ts';
+import { adsClientConstructor } from '../../protocol/envoy-protos.ts';
 
 export interface AnyMsg {
   type_url: string;

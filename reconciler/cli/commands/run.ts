@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 // What only one mode needs (the embedded data plane; gRPC, Kubernetes and Git clients) is imported
 // where that mode starts, so that each mode loads only its own libraries.
 import { pino, type Logger } from 'pino';
-import type { ClientAttributes } from '../../../dataplane/contracts.ts';
+import type { ClientAttributes } from '../../../protocol/contracts.ts';
 import type { KubeTarget } from '../../kube/index.ts';
 import { readIdentityFiles, watchIdentityFiles } from '../../runtime/identity-files.ts';
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientAttributesFromHeaders, parseAuthority as extAuthzParseAuthority } from '../reconciler/xds/ext-authz-server.ts';
+import { clientAttributesFromHeaders, parseAuthority as extAuthzParseAuthority } from './ext-authz.ts';
 import { localClientsSchema } from '../reconciler/runtime/local-clients.ts';
 import { clientAttributesFromHead, HeadError, parseAuthority, parseHead } from './connect-head.ts';
 import { TUNNEL } from './contracts.ts';
