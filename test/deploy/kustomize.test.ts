@@ -197,7 +197,7 @@ function assertPreserved(original: unknown, decoded: unknown, path: string): voi
 
 function envoyBootstrap(yamlText: string): { source: Record<string, unknown>; decoded: Record<string, unknown> } {
   const source = parseYaml(yamlText) as Record<string, unknown>;
-  // The project's root (dataplane/xds-client/protos.ts) keeps the protos' snake_case field names,
+  // The project's root (protocol/envoy-protos.ts) keeps the protos' snake_case field names,
   // which is also what Envoy's YAML uses: no key conversion. encodeAny = fromObject + verify (throws
   // on a non-null verify result); fromObject silently drops unknown fields and enum names, so the
   // round trip must preserve every value too.
