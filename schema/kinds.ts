@@ -156,8 +156,8 @@ export const exportSpec = z.strictObject({
 
 /** Empty or absent exportName / exportNamespace mean the import's own name / namespace (as in ClusterLink). */
 export const importSource = z.strictObject({
-  exportName: z.union([dns1123Subdomain, z.literal('')]).optional(),
-  exportNamespace: z.union([dns1123Label, z.literal('')]).optional(),
+  exportName: z.union([z.literal(''), dns1123Subdomain]).optional(),
+  exportNamespace: z.union([z.literal(''), dns1123Label]).optional(),
   peer: peerName,
 });
 

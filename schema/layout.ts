@@ -2,9 +2,10 @@
 // (path, size, private keys, peer directory name) and where each file's objects go.
 import type { z } from 'zod';
 import { at, Diagnostics, lineOfOffset, positionOf } from './diagnostics.ts';
+import { isRecord } from './fast-validate.ts';
 import { API_VERSION, KINDS, PEER_NAME, kindSchemas, type Kind } from './kinds.ts';
 import type { LoadLimits } from './limits.ts';
-import { addObject, isRecord, parseObjects, type ParsedObject, type PeerDraft } from './objects.ts';
+import { addObject, parseObjects, type ParsedObject, type PeerDraft } from './objects.ts';
 import type { FileEntry } from './parse-cache.ts';
 import { decode, parseFile } from './yaml-documents.ts';
 

@@ -4,15 +4,12 @@ import type { Document } from 'yaml';
 import type { z } from 'zod';
 import { API_VERSION, KINDS, SERVER_METADATA_FIELDS, kindSchemas, type Kind } from './kinds.ts';
 import { Diagnostics, positionOf, reportSchemaIssues, type FileText } from './diagnostics.ts';
+import { DNS1123, fastValidate, isRecord } from './fast-validate.ts';
 import type { LoadLimits } from './limits.ts';
 import { assignListenPorts } from './listen-ports.ts';
 import type { Diagnostic, ExportModel, ImportModel, PeerModel, PolicyModel, SourceRef } from './model.ts';
 import type { FileEntry } from './parse-cache.ts';
 import { parseFile, type ParsedDoc } from './yaml-documents.ts';
-
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-export const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
 
 /** Import annotation choosing session affinity (Kubernetes' Service sessionAffinity values). */
 export const SESSION_AFFINITY = 'clusterlink.net/session-affinity';
@@ -87,6 +84,12 @@ export function parseObject(file: FileText, parsed: ParsedDoc, allowed: Kind[], 
   }
   const rec = data as Record<string, unknown>;
   const kind = rec.kind;
+  const allowedKind = typeof kind === 'string' && allowed.includes(kind as Kind);
+  if (allowedKind && rec.apiVersion === API_VERSION) {
+    // The common case first, without allocating anything for error reports.
+    const fast = fastValidate(kind as Kind, rec);
+    if (fast !== undefined) return new CheckedObject(kind as Kind, file, source, fast, parsed);
+  }
   const base = new DocRef(file, source, parsed);
   if (typeof kind !== 'string' || !(KINDS as string[]).includes(kind)) {
     const s = typeof kind === 'string' ? closest(kind, KINDS) : null;
@@ -228,7 +231,7 @@ export function addObject(d: PeerDraft, obj: ParsedObject, diags: Diagnostics): 
   switch (obj.kind) {
     case 'Export': {
       const s = (obj.data as z.infer<typeof kindSchemas.Export>).spec;
-      if (s.host === undefined && !DNS1123_LABEL.test(meta.name)) {
+      if (s.host === undefined && !DNS1123.test(meta.name)) {
         diags.warn(positionOf(obj, ['metadata', 'name']), 'export-host-default', 'spec.host', `export ${meta.name} has no host, and its default ${meta.name}.${namespace}.svc.cluster.local names a Service that cannot exist (Service names are DNS-1123 labels)`, 'set spec.host to the Service (or host) that serves this export');
       }
       d.exports.push({ peer: d.name, name: meta.name, namespace: namespace!, labels, host: s.host ?? `${meta.name}.${namespace}.svc.cluster.local`, port: s.port, source: obj.source });
