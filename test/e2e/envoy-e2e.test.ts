@@ -24,6 +24,7 @@ import { blockRange, clientsOf, freshFabric, PEERS, type PeerName } from '../fau
 import { dynamicConfig, startEnvoy, type EnvoyProcess } from '../fixtures/envoy.ts';
 import { writePeerSecret, type PeerSecretFiles } from '../fixtures/peer-secret.ts';
 import { echoOn, echoThrough, openEchoConnection, rawConnect, startEchoServer, waitFor, type EchoConnection } from '../fixtures/servers.ts';
+import { EAST_HTTP_IMPORT, EAST_IPERF_IMPORT, WEST_DENY_FILE, WEST_DENY_UNTRUSTED } from '../fixtures/policies.ts';
 
 const R = blockRange(165);
 const CP: Record<PeerName, string> = { east: '127.0.166.1', west: '127.0.166.2', edge: '127.0.166.3' };
@@ -34,24 +35,6 @@ const POLL_MS = 150;
 /** deploy/base/tunnel.yaml's --drain-time-s. */
 const DRAIN_S = 5;
 
-const WEST_DENY_UNTRUSTED = `apiVersion: clusterlink.net/v1alpha1
-kind: PrivilegedAccessPolicy
-metadata:
-  name: deny-untrusted-ingress
-spec:
-  action: deny
-  from:
-    - workloadSelector:
-        matchLabels:
-          client.clusterlink.net/labels.trust: untrusted
-  to:
-    - workloadSelector:
-        matchLabels:
-          export.clusterlink.net/namespace: perf
-`;
-const WEST_DENY_FILE = 'peers/west/policies/deny-untrusted-ingress.yaml';
-const EAST_IPERF_IMPORT = 'peers/east/imports/iperf3.yaml';
-const EAST_HTTP_IMPORT = 'peers/east/imports/http.yaml';
 
 let root: string;
 let fresh: FreshFabric;

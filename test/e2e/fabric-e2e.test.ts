@@ -25,6 +25,7 @@ import { startPeerRuntime, type PeerRuntime } from '../../reconciler/runtime/pee
 import { createGitSource } from '../../reconciler/source/git-source.ts';
 import { echoThrough, openEchoConnection, rawConnect as rawConnectTo, startEchoServer, waitFor, type EchoConnection } from '../fixtures/servers.ts';
 import { blockRange, clientsOf, freshFabric, PEERS, type PeerName } from '../faults/harness.ts';
+import { EAST_HTTP_IMPORT, EAST_IPERF_IMPORT, WEST_DENY_FILE, WEST_DENY_UNTRUSTED } from '../fixtures/policies.ts';
 
 const R = blockRange(131);
 const GIT_HOST = '127.0.131.100';
@@ -33,24 +34,6 @@ const POLL_MS = 150;
 const IPERF3_AVAILABLE = spawnSync('iperf3', ['--version'], { timeout: 5000 }).status === 0;
 
 /** West refuses perf traffic from clients labelled trust=untrusted, whatever their peer's egress says. */
-const WEST_DENY_UNTRUSTED = `apiVersion: clusterlink.net/v1alpha1
-kind: PrivilegedAccessPolicy
-metadata:
-  name: deny-untrusted-ingress
-spec:
-  action: deny
-  from:
-    - workloadSelector:
-        matchLabels:
-          client.clusterlink.net/labels.trust: untrusted
-  to:
-    - workloadSelector:
-        matchLabels:
-          export.clusterlink.net/namespace: perf
-`;
-const WEST_DENY_FILE = 'peers/west/policies/deny-untrusted-ingress.yaml';
-const EAST_IPERF_IMPORT = 'peers/east/imports/iperf3.yaml';
-const EAST_HTTP_IMPORT = 'peers/east/imports/http.yaml';
 
 let root: string;
 let fresh: FreshFabric;
