@@ -11,6 +11,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY scripts/ scripts/
 COPY schema/ schema/
+COPY protocol/ protocol/
 COPY reconciler/ reconciler/
 COPY dataplane/ dataplane/
 RUN npm run build

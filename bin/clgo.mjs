@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 
 const root = new URL('../', import.meta.url);
-const SOURCE_DIRS = ['schema', 'reconciler', 'dataplane'];
+const SOURCE_DIRS = ['schema', 'protocol', 'reconciler', 'dataplane'];
 
 /** Whether a source file under `dir` (a URL ending in /) was modified after `builtAt`. */
 function newerSource(dir, builtAt) {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const exec = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
 // What the build reads: the sources, the build script and the package description.
-const BUILD_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'bin', 'scripts', 'schema', 'reconciler', 'dataplane', 'fabric-example'];
+const BUILD_INPUTS = ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'bin', 'scripts', 'schema', 'protocol', 'reconciler', 'dataplane', 'fabric-example'];
 
 let dir: string;
 let prefix: string;
